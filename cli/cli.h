@@ -22,6 +22,8 @@ int cmd_latency(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+/* `bitplan eval MODEL --plan PLAN ...`: cmd_eval hands over when --plan is given. */
+int cmd_eval_plan(int argc, char **argv);
 
 /* Prints "bitplan: <message>" for a failed status and returns the exit code
  * that goes with it. */

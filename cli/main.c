@@ -14,6 +14,7 @@
 #pragma weak cmd_plan
 #pragma weak cmd_plot
 #pragma weak cmd_export
+#pragma weak cmd_eval_plan
 
 int bp_cli_quiet;
 
