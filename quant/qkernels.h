@@ -1,0 +1,127 @@
+/* qkernels.h — integer convolution and GEMM kernels: int8/uint8 activations,
+ * 2..8-bit weights, int32 accumulation, int32 bias, per-output-channel dyadic
+ * requantization (quant/requant.h), clamp, store.
+ *
+ * Two implementations with identical results: a portable C reference and an
+ * AVX2 one, chosen at run time (__builtin_cpu_supports("avx2")) unless the
+ * caller forces one with bp_qkern_set_impl. Kernels never allocate: callers
+ * pass scratch of bp_qconv_buffer_size()/bp_qgemm_buffer_size() bytes.
+ *
+ * Value ranges. Activations have zero point 0: BP_QT_U8 holds 0..255 (after
+ * ReLU/ReLU6), BP_QT_S8 −128..127; lower activation bit-widths use the same
+ * storage with a narrower range. Weights are signed b-bit, −2^(b−1)..2^(b−1)−1,
+ * b in 2..8. Accumulation is exact in int32 (products are formed in int16
+ * pairs and summed in int32 by vpmaddwd, so there is no int16 saturation);
+ * the caller guarantees the sum fits in int32 (K · 255 · 128 < 2^31 holds for
+ * K < 65793).
+ *
+ * Packed weights ("panel"). A conv with g groups is g GEMMs of
+ * M = Cout/g rows by K = (Cin/g)·kh·kw; a Gemm/MatMul layer is one with
+ * M = out features, K = in features. Rows are padded to a multiple of 16, K to
+ * a multiple of 2 (with zeros). For each group, each block of 16 rows r0..r0+15
+ * and each k pair (2j, 2j+1), 32 weight values are stored in the order
+ *   v[2c + t] = w[r0 + c][2j + t],  c = 0..15, t = 0..1.
+ *   wbits 5..8: 32 int8 bytes, byte i = v[i].
+ *   wbits 2..4: 16 bytes, two values per byte: byte i = (v[i] & 0xF) | (v[i+16] << 4),
+ *               i.e. rows r0..r0+7 in the low nibbles and rows r0+8..r0+15 in the
+ *               high nibbles. Example: v[0] = −3, v[16] = 5 -> byte 0x5D.
+ *   Nibbles are unpacked in registers (sign-extended with shifts) by the kernel.
+ * bp_qweights_pack builds a panel from plain int8 weights (M, K) per group.
+ */
+#ifndef BP_QKERNELS_H
+#define BP_QKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/bp_common.h"
+#include "quant/requant.h"
+
+typedef enum {
+    BP_QT_S8,  /* int8 */
+    BP_QT_U8,  /* uint8 */
+    BP_QT_S32  /* int32 (requantized and clamped; used for logits) */
+} bp_qtype;
+
+/* Bytes of one element of type t. */
+size_t bp_qtype_size(bp_qtype t);
+
+/* ---- packed weights ------------------------------------------------------ */
+
+/* Bytes of a panel for `groups` GEMMs of m rows by k, at wbits (2..8). */
+size_t bp_qweights_size(int groups, int m, int k, int wbits);
+/* Packs w (groups, m, k) int8, each value in the signed wbits range, into dst
+ * (bp_qweights_size bytes). BP_ERR_ARG if a value is out of range or bits bad. */
+bp_status bp_qweights_pack(const int8_t *w, int groups, int m, int k, int wbits,
+                           uint8_t *dst);
+/* Reads one weight back from a panel (tests, reference kernel). */
+int bp_qweights_get(const uint8_t *panel, int groups, int m, int k, int wbits,
+                    int group, int row, int col);
+
+/* ---- convolution --------------------------------------------------------- */
+
+typedef struct {
+    int n, cin, h, w;          /* input (n, cin, h, w), NCHW */
+    int cout, kh, kw;          /* weights (cout, cin/group, kh, kw) */
+    int stride_h, stride_w;    /* >= 1 */
+    int pad_t, pad_l, pad_b, pad_r;  /* zero padding (the zero point) */
+    int dil_h, dil_w;          /* >= 1 */
+    int group;                 /* divides cin and cout; cin = cout = group: depthwise */
+    int wbits;                 /* 2..8 */
+    bp_qtype in_type;          /* BP_QT_S8 or BP_QT_U8 */
+    bp_qtype out_type;         /* any */
+    int32_t out_min, out_max;  /* clamp after requantization (fused ReLU/ReLU6) */
+} bp_qconv_params;
+
+/* Output height and width implied by p. */
+void bp_qconv_out_hw(const bp_qconv_params *p, int *oh, int *ow);
+/* Checks p (positive sizes, group divides channels, bits, types, clamp within
+ * the output type); BP_ERR_ARG naming the field. */
+bp_status bp_qconv_check(const bp_qconv_params *p);
+/* Scratch bytes bp_qconv needs (independent of n). */
+size_t bp_qconv_buffer_size(const bp_qconv_params *p);
+
+/* out (n, cout, oh, ow) = clamp(requant(conv(in, W) + bias)) per channel.
+ *   in      (n, cin, h, w) of p->in_type
+ *   wpanel  bp_qweights_pack of W viewed as (group, cout/group, cin/group·kh·kw)
+ *   bias    (cout) int32, at scale s_in · s_w[c]; may be NULL (zero)
+ *   qm      (cout) requantization per output channel
+ *   out     (n, cout, oh, ow) of p->out_type
+ *   scratch bp_qconv_buffer_size(p) bytes, 32-byte aligned
+ * Returns BP_ERR_ARG on bad params (checked as bp_qconv_check). */
+bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch);
+
+/* ---- GEMM (fully connected) ---------------------------------------------- */
+
+typedef struct {
+    int n;           /* rows of the input (samples) */
+    int k;           /* input features */
+    int m;           /* output features */
+    int wbits;
+    bp_qtype in_type, out_type;
+    int32_t out_min, out_max;
+} bp_qgemm_params;
+
+bp_status bp_qgemm_check(const bp_qgemm_params *p);
+size_t bp_qgemm_buffer_size(const bp_qgemm_params *p);
+/* out (n, m) = clamp(requant(in (n, k) · Wᵀ + bias)), W (m, k) packed as one
+ * group; bias (m) may be NULL; qm (m). */
+bp_status bp_qgemm(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch);
+
+/* ---- implementation choice ----------------------------------------------- */
+
+typedef enum {
+    BP_QKERN_AUTO = 0, /* AVX2 when the CPU has it, else reference */
+    BP_QKERN_REF,      /* portable C */
+    BP_QKERN_AVX2      /* BP_ERR_UNSUPPORTED from kernels when the CPU lacks AVX2 */
+} bp_qkern_impl;
+
+/* Process-wide choice (tests and benchmarks compare implementations). */
+void bp_qkern_set_impl(bp_qkern_impl impl);
+/* The implementation kernels use now (AUTO resolved). */
+bp_qkern_impl bp_qkern_active(void);
+const char *bp_qkern_name(bp_qkern_impl impl);
+
+#endif
