@@ -22,7 +22,7 @@ typedef struct {
     int poison;    /* when set, apply returns NaN entries */
 } test_mat;
 
-static bp_status test_mat_apply(void *ctx, const double *v, double *hv)
+static inline bp_status test_mat_apply(void *ctx, const double *v, double *hv)
 {
     test_mat *m = ctx;
     m->applies++;
@@ -35,13 +35,13 @@ static bp_status test_mat_apply(void *ctx, const double *v, double *hv)
     return BP_OK;
 }
 
-static bp_linop test_mat_op(test_mat *m)
+static inline bp_linop test_mat_op(test_mat *m)
 {
     return (bp_linop){.n = m->n, .apply = test_mat_apply, .ctx = m};
 }
 
 /* A = Q diag(lam) Qᵀ. */
-static test_mat test_mat_spectrum(const double *lam, size_t n, unsigned long seed)
+static inline test_mat test_mat_spectrum(const double *lam, size_t n, unsigned long seed)
 {
     test_mat m = {.n = n};
     m.a = calloc(n * n, sizeof *m.a);
@@ -77,14 +77,14 @@ static test_mat test_mat_spectrum(const double *lam, size_t n, unsigned long see
     return m;
 }
 
-static void test_mat_free(test_mat *m)
+static inline void test_mat_free(test_mat *m)
 {
     free(m->a);
     free(m->q);
 }
 
 /* Exact trace of the diagonal block [off, off + len). */
-static double test_mat_block_trace(const test_mat *m, size_t off, size_t len)
+static inline double test_mat_block_trace(const test_mat *m, size_t off, size_t len)
 {
     double t = 0;
     for (size_t i = off; i < off + len; i++)
