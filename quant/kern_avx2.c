@@ -1,0 +1,258 @@
+/* kern_avx2.c — AVX2 int conv/GEMM kernels.
+ *
+ * Scheme: activations are widened to int16 and laid out in k pairs (im2col
+ * into scratch), weights come from the panel (int8 sign-extended, or int4
+ * nibbles sign-extended with two shifts, in registers). One vpmaddwd forms
+ * w[c][2j]·a[2j] + w[c][2j+1]·a[2j+1] in each int32 lane exactly — unlike
+ * vpmaddubsw, whose int16 pair sum saturates for uint8·int8 (255·127·2 >
+ * 32767) — and vpaddd accumulates. A micro-tile is 16 output channels (two
+ * ymm) by 6 pixels (broadcast pairs): 12 accumulators.
+ *
+ * Requantization is vectorized across the 16 channels of a tile (per-lane
+ * multipliers and shifts; 64-bit products by vpmuldq on even and odd lanes),
+ * bit-exact with bp_requant. Tiles whose multipliers need a left shift or are
+ * the zero multiplier take the scalar bp_requant.
+ *
+ * Every function carries target("avx2") so the file builds with the project's
+ * common flags; qkernels.c calls in only when the CPU has AVX2. Integer-only. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant/kern_internal.h"
+
+#define AVX2 __attribute__((target("avx2")))
+#define NR BP_QK_NR
+
+/* Panel of activations for pixels [0, np) of one block: A[sb][kp][NR] int32
+ * pairs (low int16 = even k, high = odd k), zero beyond np and beyond k. */
+
+AVX2 static void im2col_conv(const bp_qconv_params *p, int ow, const void *in, size_t in_off,
+                             int p0, int np, int k, int16_t *A)
+{
+    const int kp_n = bp_qk_kpairs(k), nsb = (np + NR - 1) / NR;
+    const size_t sbstride = (size_t)kp_n * NR * 2;
+    const int khw = p->kh * p->kw;
+    if (k % 2) /* the padding k of the last pair */
+        for (int q = 0; q < nsb * NR; q++)
+            A[(size_t)(q / NR) * sbstride + ((size_t)(kp_n - 1) * NR + q % NR) * 2 + 1] = 0;
+    for (int kk = 0; kk < k; kk++) {
+        const int ci = kk / khw, ky = (kk / p->kw) % p->kh, kx = kk % p->kw;
+        int16_t *dst = A + (size_t)(kk / 2) * NR * 2 + (kk % 2);
+        const size_t cbase = in_off + (size_t)ci * p->h * p->w;
+        int oy = p0 / ow, ox = p0 % ow;
+        for (int q = 0; q < nsb * NR; q++) {
+            int16_t v = 0;
+            if (q < np) {
+                int iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                int ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+                if (iy >= 0 && iy < p->h && ix >= 0 && ix < p->w) {
+                    size_t ii = cbase + (size_t)iy * p->w + ix;
+                    v = p->in_type == BP_QT_U8 ? ((const uint8_t *)in)[ii]
+                                               : ((const int8_t *)in)[ii];
+                }
+                if (++ox == ow) {
+                    ox = 0;
+                    oy++;
+                }
+            }
+            dst[(size_t)(q / NR) * sbstride + (q % NR) * 2] = v;
+        }
+    }
+}
+
+AVX2 static void im2col_gemm(const void *in, bp_qtype t, int k, int p0, int np, int16_t *A)
+{
+    const int kp_n = bp_qk_kpairs(k), nsb = (np + NR - 1) / NR;
+    const size_t sbstride = (size_t)kp_n * NR * 2;
+    for (int q = 0; q < nsb * NR; q++) {
+        int16_t *dst = A + (size_t)(q / NR) * sbstride + (q % NR) * 2;
+        if (q >= np) {
+            for (int kp = 0; kp < kp_n; kp++)
+                dst[(size_t)kp * NR * 2] = dst[(size_t)kp * NR * 2 + 1] = 0;
+            continue;
+        }
+        size_t row = (size_t)(p0 + q) * k;
+        for (int kk = 0; kk < 2 * kp_n; kk++) {
+            int16_t v = 0;
+            if (kk < k)
+                v = t == BP_QT_U8 ? ((const uint8_t *)in)[row + kk] : ((const int8_t *)in)[row + kk];
+            dst[(size_t)(kk / 2) * NR * 2 + kk % 2] = v;
+        }
+    }
+}
+
+/* Requantizes 8 lanes: bit-exact bp_requant for mult != 0 and shift <= 0,
+ * and for shift-only lanes (mult == 0, -31 <= shift <= 0) where zmask is set. */
+AVX2 static inline __m256i vrequant(__m256i x, __m256i m, __m256i right, __m256i zmask)
+{
+    const __m256i nudge = _mm256_set1_epi64x((int64_t)1 << 30);
+    __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, m), nudge);
+    __m256i po = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32)), nudge);
+    /* bits 31..62 of each 64-bit sum: the floor shift's low 32 bits */
+    __m256i re = _mm256_srli_epi64(pe, 31);
+    __m256i ro = _mm256_slli_epi64(po, 1);
+    __m256i y = _mm256_blend_epi32(re, ro, 0xAA);
+    y = _mm256_blendv_epi8(y, x, zmask);
+    /* RoundingDivideByPOT with per-lane exponents */
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    __m256i rem = _mm256_and_si256(y, mask);
+    __m256i thr = _mm256_add_epi32(_mm256_srli_epi32(mask, 1),
+                                   _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), y), one));
+    __m256i up = _mm256_and_si256(_mm256_cmpgt_epi32(rem, thr), one);
+    return _mm256_add_epi32(_mm256_srav_epi32(y, right), up);
+}
+
+typedef struct {
+    const int32_t *bias; /* (M) or NULL */
+    const bp_qmul *qm;   /* (M) */
+    void *out;
+    size_t out_base;     /* element index of (row 0, pixel 0) */
+    size_t rs, ps;       /* element strides of a row (channel) and a pixel */
+    bp_qtype type;
+    int32_t lo, hi;
+} tile_out;
+
+/* One group: out rows [0, M) by pixels [p0, p0 + np) from the activation
+ * panel A of that pixel block and the group's weight panel gp. */
+AVX2 static void tiles(const int16_t *A, int np, int p0, int k, const uint8_t *gp, int M,
+                       int wbits, const tile_out *o)
+{
+    const int kp_n = bp_qk_kpairs(k), cell = bp_qk_cell(wbits), nsb = (np + NR - 1) / NR;
+    const __m256i vlo = _mm256_set1_epi32(o->lo), vhi = _mm256_set1_epi32(o->hi);
+    for (int rb = 0; rb < bp_qk_rblocks(M); rb++) {
+        const int r0 = rb * BP_QK_MR, nr = M - r0 < BP_QK_MR ? M - r0 : BP_QK_MR;
+        int32_t bb[16] = {0}, mm[16] = {0}, rr[16] = {0}, zz[16] = {0};
+        int vec_ok = 1;
+        for (int c = 0; c < nr; c++) {
+            bp_qmul q = o->qm[r0 + c];
+            bb[c] = o->bias ? o->bias[r0 + c] : 0;
+            mm[c] = q.mult;
+            rr[c] = -q.shift;
+            zz[c] = q.mult == 0 ? -1 : 0;
+            if (q.shift > 0 || q.shift < -31)
+                vec_ok = 0;
+        }
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)bb),
+                      b1 = _mm256_loadu_si256((const __m256i *)(bb + 8));
+        const __m256i m0 = _mm256_loadu_si256((const __m256i *)mm),
+                      m1 = _mm256_loadu_si256((const __m256i *)(mm + 8));
+        const __m256i s0 = _mm256_loadu_si256((const __m256i *)rr),
+                      s1 = _mm256_loadu_si256((const __m256i *)(rr + 8));
+        const __m256i z0 = _mm256_loadu_si256((const __m256i *)zz),
+                      z1 = _mm256_loadu_si256((const __m256i *)(zz + 8));
+        const uint8_t *wrb = gp + (size_t)rb * kp_n * cell;
+        for (int sb = 0; sb < nsb; sb++) {
+            const int32_t *a = (const int32_t *)(A + (size_t)sb * kp_n * NR * 2);
+            const uint8_t *w = wrb;
+            __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
+                    c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+            for (int kp = 0; kp < kp_n; kp++, a += NR, w += cell) {
+                __m256i w0, w1;
+                if (cell == 32) {
+                    w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
+                    w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16)));
+                } else {
+                    __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w));
+                    w0 = _mm256_srai_epi16(_mm256_slli_epi16(x, 12), 12);
+                    w1 = _mm256_srai_epi16(_mm256_slli_epi16(x, 8), 12);
+                }
+                __m256i av;
+#define STEP(j, ca, cb)                                                \
+    av = _mm256_set1_epi32(a[j]);                                      \
+    ca = _mm256_add_epi32(ca, _mm256_madd_epi16(w0, av));              \
+    cb = _mm256_add_epi32(cb, _mm256_madd_epi16(w1, av));
+                STEP(0, c00, c01)
+                STEP(1, c10, c11)
+                STEP(2, c20, c21)
+                STEP(3, c30, c31)
+                STEP(4, c40, c41)
+                STEP(5, c50, c51)
+#undef STEP
+            }
+            __m256i acc[NR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                                  {c30, c31}, {c40, c41}, {c50, c51}};
+            for (int j = 0; j < NR; j++) {
+                const int q = sb * NR + j;
+                if (q >= np)
+                    break;
+                int32_t res[16];
+                __m256i x0 = _mm256_add_epi32(acc[j][0], b0), x1 = _mm256_add_epi32(acc[j][1], b1);
+                if (vec_ok) {
+                    x0 = _mm256_min_epi32(_mm256_max_epi32(vrequant(x0, m0, s0, z0), vlo), vhi);
+                    x1 = _mm256_min_epi32(_mm256_max_epi32(vrequant(x1, m1, s1, z1), vlo), vhi);
+                    _mm256_storeu_si256((__m256i *)res, x0);
+                    _mm256_storeu_si256((__m256i *)(res + 8), x1);
+                } else {
+                    _mm256_storeu_si256((__m256i *)res, x0);
+                    _mm256_storeu_si256((__m256i *)(res + 8), x1);
+                    for (int c = 0; c < nr; c++)
+                        res[c] = bp_requant(res[c], o->qm[r0 + c]);
+                }
+                size_t base = o->out_base + (size_t)(p0 + q) * o->ps + (size_t)r0 * o->rs;
+                if (o->type == BP_QT_U8) {
+                    uint8_t *dst = (uint8_t *)o->out + base;
+                    for (int c = 0; c < nr; c++)
+                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_U8, res[c], o->lo, o->hi);
+                } else if (o->type == BP_QT_S8) {
+                    int8_t *dst = (int8_t *)o->out + base;
+                    for (int c = 0; c < nr; c++)
+                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_S8, res[c], o->lo, o->hi);
+                } else {
+                    int32_t *dst = (int32_t *)o->out + base;
+                    for (int c = 0; c < nr; c++)
+                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_S32, res[c], o->lo, o->hi);
+                }
+            }
+        }
+    }
+}
+
+static int16_t *aligned_scratch(void *scratch)
+{
+    uintptr_t a = ((uintptr_t)scratch + 31) & ~(uintptr_t)31;
+    return (int16_t *)a;
+}
+
+AVX2 void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
+                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
+{
+    int oh, ow;
+    bp_qconv_out_hw(p, &oh, &ow);
+    const int cig = p->cin / p->group, cog = p->cout / p->group;
+    const int k = cig * p->kh * p->kw, npix = oh * ow, pb = bp_qk_pixel_block(k);
+    const size_t gbytes = bp_qk_group_bytes(cog, k, p->wbits);
+    int16_t *A = aligned_scratch(scratch);
+    for (int n = 0; n < p->n; n++)
+        for (int g = 0; g < p->group; g++) {
+            tile_out o = {bias ? bias + (size_t)g * cog : NULL,
+                          qm + (size_t)g * cog,
+                          out,
+                          ((size_t)n * p->cout + (size_t)g * cog) * npix,
+                          (size_t)npix,
+                          1,
+                          p->out_type,
+                          p->out_min,
+                          p->out_max};
+            size_t in_off = ((size_t)n * p->cin + (size_t)g * cig) * p->h * p->w;
+            for (int p0 = 0; p0 < npix; p0 += pb) {
+                int np = npix - p0 < pb ? npix - p0 : pb;
+                im2col_conv(p, ow, in, in_off, p0, np, k, A);
+                tiles(A, np, p0, k, wpanel + (size_t)g * gbytes, cog, p->wbits, &o);
+            }
+        }
+}
+
+AVX2 void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
+                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
+{
+    const int pb = bp_qk_pixel_block(p->k);
+    int16_t *A = aligned_scratch(scratch);
+    tile_out o = {bias, qm, out, 0, 1, (size_t)p->m, p->out_type, p->out_min, p->out_max};
+    for (int p0 = 0; p0 < p->n; p0 += pb) {
+        int np = p->n - p0 < pb ? p->n - p0 : pb;
+        im2col_gemm(in, p->in_type, p->k, p0, np, A);
+        tiles(A, np, p0, p->k, wpanel, p->m, p->wbits, &o);
+    }
+}

@@ -1,0 +1,63 @@
+/* kern_internal.h — what qkernels.c, kern_ref.c and kern_avx2.c share: panel
+ * geometry and the per-implementation entry points. Not a public header. */
+#ifndef BP_KERN_INTERNAL_H
+#define BP_KERN_INTERNAL_H
+
+#include "quant/qkernels.h"
+
+#define BP_QK_MR 16 /* rows per panel block */
+#define BP_QK_NR 6  /* pixels per AVX2 micro-tile */
+
+/* k pairs of a K-long row. */
+static inline int bp_qk_kpairs(int k) { return (k + 1) / 2; }
+static inline int bp_qk_rblocks(int m) { return (m + BP_QK_MR - 1) / BP_QK_MR; }
+/* Bytes of one (row block, k pair) cell: 32 values at 8 or 4 bits. */
+static inline int bp_qk_cell(int wbits) { return wbits > 4 ? 32 : 16; }
+/* Bytes of one group's panel. */
+static inline size_t bp_qk_group_bytes(int m, int k, int wbits)
+{
+    return (size_t)bp_qk_rblocks(m) * (size_t)bp_qk_kpairs(k) * (size_t)bp_qk_cell(wbits);
+}
+
+/* Weight (row, col) of one group's panel. */
+static inline int bp_qk_get(const uint8_t *gp, int k, int wbits, int row, int col)
+{
+    int rb = row / BP_QK_MR, c = row % BP_QK_MR, kp = col / 2, t = col % 2;
+    const uint8_t *cell = gp + ((size_t)rb * bp_qk_kpairs(k) + kp) * bp_qk_cell(wbits);
+    int v = 2 * c + t;
+    if (wbits > 4)
+        return (int8_t)cell[v];
+    int nib = v < 16 ? cell[v] & 0xF : cell[v - 16] >> 4;
+    return nib >= 8 ? nib - 16 : nib;
+}
+
+/* Pixels per im2col block of the AVX2 path for fan-in k. */
+int bp_qk_pixel_block(int k);
+
+/* Clamps and stores one value of the output type. */
+static inline void bp_qk_store(void *out, size_t idx, bp_qtype t, int32_t v, int32_t lo, int32_t hi)
+{
+    v = v < lo ? lo : v > hi ? hi : v;
+    if (t == BP_QT_S8)
+        ((int8_t *)out)[idx] = (int8_t)v;
+    else if (t == BP_QT_U8)
+        ((uint8_t *)out)[idx] = (uint8_t)v;
+    else
+        ((int32_t *)out)[idx] = v;
+}
+
+static inline int32_t bp_qk_load(const void *in, size_t idx, bp_qtype t)
+{
+    return t == BP_QT_U8 ? ((const uint8_t *)in)[idx] : ((const int8_t *)in)[idx];
+}
+
+void bp_qconv_ref(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
+                  const int32_t *bias, const bp_qmul *qm, void *out);
+void bp_qgemm_ref(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
+                  const int32_t *bias, const bp_qmul *qm, void *out);
+void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch);
+void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch);
+
+#endif

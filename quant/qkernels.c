@@ -1,0 +1,183 @@
+/* qkernels.c — weight panels, parameter checks, scratch sizes and the run-time
+ * choice between the reference and AVX2 kernels. Integer-only. */
+#include <string.h>
+
+#include "quant/kern_internal.h"
+
+size_t bp_qtype_size(bp_qtype t) { return t == BP_QT_S32 ? 4 : 1; }
+
+size_t bp_qweights_size(int groups, int m, int k, int wbits)
+{
+    return (size_t)groups * bp_qk_group_bytes(m, k, wbits);
+}
+
+bp_status bp_qweights_pack(const int8_t *w, int groups, int m, int k, int wbits, uint8_t *dst)
+{
+    if (wbits < 2 || wbits > 8)
+        return bp_error(BP_ERR_ARG, "qweights_pack: %d weight bits (2..8 supported)", wbits);
+    if (groups < 1 || m < 1 || k < 1)
+        return bp_error(BP_ERR_ARG, "qweights_pack: bad shape %d x %d x %d", groups, m, k);
+    const int lo = -(1 << (wbits - 1)), hi = (1 << (wbits - 1)) - 1;
+    const int kp = bp_qk_kpairs(k), cell = bp_qk_cell(wbits);
+    const size_t gbytes = bp_qk_group_bytes(m, k, wbits);
+    memset(dst, 0, (size_t)groups * gbytes);
+    for (int g = 0; g < groups; g++)
+        for (int r = 0; r < m; r++)
+            for (int c = 0; c < k; c++) {
+                int v = w[((size_t)g * m + r) * k + c];
+                if (v < lo || v > hi)
+                    return bp_error(BP_ERR_ARG,
+                                    "qweights_pack: weight %d at (group %d, row %d, col %d) is "
+                                    "outside the %d-bit range",
+                                    v, g, r, c, wbits);
+                uint8_t *cellp = dst + (size_t)g * gbytes +
+                                 ((size_t)(r / BP_QK_MR) * kp + c / 2) * cell;
+                int idx = 2 * (r % BP_QK_MR) + c % 2;
+                if (wbits > 4)
+                    cellp[idx] = (uint8_t)(int8_t)v;
+                else if (idx < 16)
+                    cellp[idx] = (uint8_t)((cellp[idx] & 0xF0) | (v & 0xF));
+                else
+                    cellp[idx - 16] = (uint8_t)((cellp[idx - 16] & 0x0F) | ((v & 0xF) << 4));
+            }
+    return BP_OK;
+}
+
+int bp_qweights_get(const uint8_t *panel, int groups, int m, int k, int wbits, int group,
+                    int row, int col)
+{
+    (void)groups;
+    return bp_qk_get(panel + (size_t)group * bp_qk_group_bytes(m, k, wbits), k, wbits, row, col);
+}
+
+void bp_qconv_out_hw(const bp_qconv_params *p, int *oh, int *ow)
+{
+    int ekh = (p->kh - 1) * p->dil_h + 1, ekw = (p->kw - 1) * p->dil_w + 1;
+    *oh = (p->h + p->pad_t + p->pad_b - ekh) / p->stride_h + 1;
+    *ow = (p->w + p->pad_l + p->pad_r - ekw) / p->stride_w + 1;
+}
+
+static bp_status check_types(const char *who, bp_qtype in, bp_qtype out, int32_t lo, int32_t hi,
+                             int wbits)
+{
+    if (wbits < 2 || wbits > 8)
+        return bp_error(BP_ERR_ARG, "%s: wbits %d (2..8 supported)", who, wbits);
+    if (in != BP_QT_S8 && in != BP_QT_U8)
+        return bp_error(BP_ERR_ARG, "%s: input type must be int8 or uint8", who);
+    int32_t tlo = out == BP_QT_S8 ? -128 : out == BP_QT_U8 ? 0 : INT32_MIN;
+    int32_t thi = out == BP_QT_S8 ? 127 : out == BP_QT_U8 ? 255 : INT32_MAX;
+    if (out != BP_QT_S8 && out != BP_QT_U8 && out != BP_QT_S32)
+        return bp_error(BP_ERR_ARG, "%s: bad output type", who);
+    if (lo > hi || lo < tlo || hi > thi)
+        return bp_error(BP_ERR_ARG, "%s: clamp [%d, %d] is empty or outside the output type",
+                        who, (int)lo, (int)hi);
+    return BP_OK;
+}
+
+bp_status bp_qconv_check(const bp_qconv_params *p)
+{
+    if (p->n < 1 || p->cin < 1 || p->h < 1 || p->w < 1 || p->cout < 1 || p->kh < 1 || p->kw < 1)
+        return bp_error(BP_ERR_ARG, "qconv: sizes must be positive");
+    if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1)
+        return bp_error(BP_ERR_ARG, "qconv: stride and dilation must be >= 1");
+    if (p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0)
+        return bp_error(BP_ERR_ARG, "qconv: negative padding");
+    if (p->group < 1 || p->cin % p->group || p->cout % p->group)
+        return bp_error(BP_ERR_ARG, "qconv: group %d does not divide cin %d and cout %d",
+                        p->group, p->cin, p->cout);
+    int oh, ow;
+    bp_qconv_out_hw(p, &oh, &ow);
+    if (oh < 1 || ow < 1)
+        return bp_error(BP_ERR_ARG, "qconv: empty output (%d x %d)", oh, ow);
+    return check_types("qconv", p->in_type, p->out_type, p->out_min, p->out_max, p->wbits);
+}
+
+bp_status bp_qgemm_check(const bp_qgemm_params *p)
+{
+    if (p->n < 1 || p->k < 1 || p->m < 1)
+        return bp_error(BP_ERR_ARG, "qgemm: sizes must be positive");
+    return check_types("qgemm", p->in_type, p->out_type, p->out_min, p->out_max, p->wbits);
+}
+
+int bp_qk_pixel_block(int k)
+{
+    /* Keep one im2col block (pixels x k pairs x 4 bytes) near 48 KiB so it
+     * stays in L2 while every row block of the weights passes over it. */
+    int kp = bp_qk_kpairs(k);
+    int pb = 49152 / (kp * 4);
+    pb -= pb % BP_QK_NR;
+    if (pb < BP_QK_NR)
+        pb = BP_QK_NR;
+    if (pb > 32 * BP_QK_NR)
+        pb = 32 * BP_QK_NR;
+    return pb;
+}
+
+static size_t panel_bytes(int k) { return (size_t)bp_qk_pixel_block(k) * bp_qk_kpairs(k) * 4 + 64; }
+
+size_t bp_qconv_buffer_size(const bp_qconv_params *p)
+{
+    if (p->group < 1 || p->cin < p->group)
+        return 64;
+    return panel_bytes(p->cin / p->group * p->kh * p->kw);
+}
+
+size_t bp_qgemm_buffer_size(const bp_qgemm_params *p) { return panel_bytes(p->k); }
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static bp_qkern_impl chosen = BP_QKERN_AUTO;
+
+void bp_qkern_set_impl(bp_qkern_impl impl) { chosen = impl; }
+
+static int have_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+
+bp_qkern_impl bp_qkern_active(void)
+{
+    if (chosen == BP_QKERN_AUTO)
+        return have_avx2() ? BP_QKERN_AVX2 : BP_QKERN_REF;
+    return chosen;
+}
+
+const char *bp_qkern_name(bp_qkern_impl impl)
+{
+    return impl == BP_QKERN_AVX2 ? "avx2" : impl == BP_QKERN_REF ? "ref" : "auto";
+}
+
+bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
+{
+    bp_status st = bp_qconv_check(p);
+    if (st)
+        return st;
+    bp_qkern_impl impl = bp_qkern_active();
+    if (impl == BP_QKERN_AVX2) {
+        if (!have_avx2())
+            return bp_error(BP_ERR_UNSUPPORTED, "qconv: the AVX2 kernel was forced on a CPU without AVX2");
+        bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch);
+    } else {
+        bp_qconv_ref(p, in, wpanel, bias, qm, out);
+    }
+    return BP_OK;
+}
+
+bp_status bp_qgemm(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
+{
+    bp_status st = bp_qgemm_check(p);
+    if (st)
+        return st;
+    bp_qkern_impl impl = bp_qkern_active();
+    if (impl == BP_QKERN_AVX2) {
+        if (!have_avx2())
+            return bp_error(BP_ERR_UNSUPPORTED, "qgemm: the AVX2 kernel was forced on a CPU without AVX2");
+        bp_qgemm_avx2(p, in, wpanel, bias, qm, out, scratch);
+    } else {
+        bp_qgemm_ref(p, in, wpanel, bias, qm, out);
+    }
+    return BP_OK;
+}
