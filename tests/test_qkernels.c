@@ -1,0 +1,312 @@
+/* test_qkernels.c — int conv/GEMM kernels: AVX2 and reference against a naive
+ * int64 loop (exact), on random shapes with odd sizes, groups, depthwise,
+ * strides, padding, dilation, every weight width 2..8 (int4 and fewer packed
+ * two per byte), signed and unsigned inputs, every output type. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/qkernels.h"
+
+typedef __int128 i128;
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t xr(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)rng;
+}
+static int rnd(int lo, int hi) { return lo + (int)(xr() % (uint32_t)(hi - lo + 1)); }
+
+/* Requantization from the exact product (gemmlowp's two roundings, written
+ * with 128-bit integers; see test_requant.c for its own checks). */
+static int64_t ref_req(int64_t acc, bp_qmul q)
+{
+    cr_assert(acc >= INT32_MIN && acc <= INT32_MAX, "accumulator overflow in the test itself");
+    int32_t x = (int32_t)acc;
+    int32_t y;
+    int right = -q.shift;
+    if (q.mult == 0) {
+        y = x;
+    } else {
+        i128 ab = (i128)x * q.mult;
+        i128 nudge = ab >= 0 ? ((i128)1 << 30) : (1 - ((i128)1 << 30));
+        y = (int32_t)((ab + nudge) / ((i128)1 << 31));
+    }
+    if (right == 0)
+        return y;
+    i128 ay = y < 0 ? -(i128)y : y;
+    i128 r = (2 * ay + ((i128)1 << right)) / ((i128)1 << (right + 1));
+    return (int64_t)(y < 0 ? -r : r);
+}
+
+static int64_t clampl(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static int64_t get_out(const void *out, size_t i, bp_qtype t)
+{
+    return t == BP_QT_S8 ? ((const int8_t *)out)[i] : t == BP_QT_U8 ? ((const uint8_t *)out)[i]
+                                                                   : ((const int32_t *)out)[i];
+}
+
+static void random_qm(bp_qmul *qm, int n, int k, int pow2)
+{
+    for (int i = 0; i < n; i++) {
+        /* scale roughly 1/(k·64) so outputs spread over the 8-bit range */
+        int sh = -(rnd(6, 9) + (k > 64 ? 4 : k > 8 ? 2 : 0));
+        if (pow2)
+            qm[i] = (bp_qmul){0, sh};
+        else
+            qm[i] = (bp_qmul){(int32_t)((1u << 30) + (xr() & ((1u << 30) - 1))), sh};
+    }
+}
+
+static void out_range(bp_qtype t, int32_t *lo, int32_t *hi)
+{
+    if (t == BP_QT_S8) {
+        *lo = -128;
+        *hi = 127;
+    } else if (t == BP_QT_U8) {
+        *lo = 0;
+        *hi = rnd(0, 1) ? 255 : 100; /* also a ReLU6-style inner clamp */
+    } else {
+        *lo = -100000;
+        *hi = 100000;
+    }
+}
+
+static void run_conv_case(int it)
+{
+    bp_qconv_params p = {0};
+    int dw = it % 5 == 0;
+    p.n = rnd(1, 3);
+    p.group = dw ? rnd(1, 9) : (it % 4 == 1 ? rnd(2, 3) : 1);
+    int cig = dw ? 1 : rnd(1, 7), cog = dw ? 1 : rnd(1, 21);
+    p.cin = cig * p.group;
+    p.cout = cog * p.group;
+    p.h = rnd(1, 13);
+    p.w = rnd(1, 11);
+    p.kh = rnd(1, 3);
+    p.kw = rnd(1, 3);
+    p.stride_h = rnd(1, 2);
+    p.stride_w = rnd(1, 2);
+    p.dil_h = rnd(1, 2);
+    p.dil_w = 1;
+    p.pad_t = rnd(0, 1);
+    p.pad_l = rnd(0, 1);
+    p.pad_b = rnd(0, 2);
+    p.pad_r = rnd(0, 1);
+    p.wbits = 2 + it % 7;
+    p.in_type = rnd(0, 1) ? BP_QT_U8 : BP_QT_S8;
+    p.out_type = (bp_qtype)(it % 3);
+    out_range(p.out_type, &p.out_min, &p.out_max);
+    int oh, ow;
+    bp_qconv_out_hw(&p, &oh, &ow);
+    if (oh < 1 || ow < 1) {
+        p.pad_b += p.kh * p.dil_h;
+        p.pad_r += p.kw;
+        bp_qconv_out_hw(&p, &oh, &ow);
+    }
+    cr_assert_eq(bp_qconv_check(&p), BP_OK, "%s", bp_last_error());
+    const int k = cig * p.kh * p.kw;
+    size_t nin = (size_t)p.n * p.cin * p.h * p.w, nout = (size_t)p.n * p.cout * oh * ow;
+    size_t nw = (size_t)p.cout * k;
+    uint8_t *in = malloc(nin);
+    int8_t *w = malloc(nw);
+    for (size_t i = 0; i < nin; i++)
+        in[i] = (uint8_t)xr(); /* full 0..255 or -128..127 range */
+    int wl = -(1 << (p.wbits - 1)), wh = (1 << (p.wbits - 1)) - 1;
+    for (size_t i = 0; i < nw; i++)
+        w[i] = (int8_t)(it % 2 ? rnd(wl, wh) : (rnd(0, 1) ? wl : wh)); /* extremes too */
+    int32_t *bias = malloc(sizeof(int32_t) * p.cout);
+    bp_qmul *qm = malloc(sizeof(bp_qmul) * p.cout);
+    for (int c = 0; c < p.cout; c++)
+        bias[c] = rnd(-5000, 5000);
+    random_qm(qm, p.cout, k, it % 6 == 3);
+    size_t wsz = bp_qweights_size(p.group, cog, k, p.wbits);
+    uint8_t *panel = malloc(wsz);
+    cr_assert_eq(bp_qweights_pack(w, p.group, cog, k, p.wbits, panel), BP_OK, "%s", bp_last_error());
+    size_t ssz = bp_qconv_buffer_size(&p);
+    void *scratch = aligned_alloc(64, (ssz + 63) / 64 * 64);
+    size_t osz = nout * bp_qtype_size(p.out_type);
+    void *o_ref = malloc(osz), *o_avx = malloc(osz);
+
+    bp_qkern_set_impl(BP_QKERN_REF);
+    cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_ref, scratch), BP_OK);
+    bp_qkern_set_impl(BP_QKERN_AVX2);
+    cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_avx, scratch), BP_OK, "%s", bp_last_error());
+    bp_qkern_set_impl(BP_QKERN_AUTO);
+
+    long bad = 0;
+    for (int n = 0; n < p.n; n++)
+        for (int co = 0; co < p.cout; co++) {
+            int g = co / cog;
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    int64_t acc = bias[co];
+                    for (int ci = 0; ci < cig; ci++)
+                        for (int ky = 0; ky < p.kh; ky++)
+                            for (int kx = 0; kx < p.kw; kx++) {
+                                int iy = oy * p.stride_h - p.pad_t + ky * p.dil_h;
+                                int ix = ox * p.stride_w - p.pad_l + kx * p.dil_w;
+                                if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w)
+                                    continue;
+                                size_t ii = (((size_t)n * p.cin + g * cig + ci) * p.h + iy) * p.w + ix;
+                                int64_t a = p.in_type == BP_QT_U8 ? in[ii] : (int8_t)in[ii];
+                                acc += a * w[((size_t)co * cig + ci) * p.kh * p.kw + ky * p.kw + kx];
+                            }
+                    int64_t want = clampl(ref_req(acc, qm[co]), p.out_min, p.out_max);
+                    size_t oi = (((size_t)n * p.cout + co) * oh + oy) * ow + ox;
+                    int64_t r = get_out(o_ref, oi, p.out_type), a = get_out(o_avx, oi, p.out_type);
+                    if (r != want || a != want) {
+                        if (bad++ < 5)
+                            cr_log_error("case %d (n%d g%d cin%d cout%d %dx%d k%dx%d s%d w%d): out[%zu] "
+                                         "naive %lld ref %lld avx2 %lld",
+                                         it, p.n, p.group, p.cin, p.cout, p.h, p.w, p.kh, p.kw,
+                                         p.stride_h, p.wbits, oi, (long long)want, (long long)r,
+                                         (long long)a);
+                    }
+                }
+        }
+    cr_assert_eq(bad, 0, "case %d: %ld mismatches", it, bad);
+    free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o_avx);
+}
+
+Test(qkernels, conv_random_shapes_exact)
+{
+    cr_assert(__builtin_cpu_supports("avx2"), "this suite needs an AVX2 host to compare paths");
+    for (int it = 0; it < 300; it++)
+        run_conv_case(it);
+}
+
+Test(qkernels, conv_large_fanin_and_blocks)
+{
+    /* Fan-in 576 (64 ch 3x3) and a 30x30 image: several pixel blocks and row
+     * blocks; int4 and int8. */
+    for (int wb = 4; wb <= 8; wb += 4) {
+        bp_qconv_params p = {.n = 1, .cin = 64, .h = 30, .w = 30, .cout = 40, .kh = 3, .kw = 3,
+                             .stride_h = 1, .stride_w = 1, .pad_t = 1, .pad_l = 1, .pad_b = 1,
+                             .pad_r = 1, .dil_h = 1, .dil_w = 1, .group = 1, .wbits = wb,
+                             .in_type = BP_QT_U8, .out_type = BP_QT_S32,
+                             .out_min = INT32_MIN, .out_max = INT32_MAX};
+        const int k = 576;
+        size_t nin = 64 * 900, nout = 40 * 900;
+        uint8_t *in = malloc(nin);
+        int8_t *w = malloc(40 * k);
+        for (size_t i = 0; i < nin; i++)
+            in[i] = (uint8_t)xr();
+        for (int i = 0; i < 40 * k; i++)
+            w[i] = (int8_t)rnd(-(1 << (wb - 1)), (1 << (wb - 1)) - 1);
+        bp_qmul qm[40];
+        for (int c = 0; c < 40; c++)
+            qm[c] = (bp_qmul){0, 0}; /* identity: raw accumulators */
+        uint8_t *panel = malloc(bp_qweights_size(1, 40, k, wb));
+        cr_assert_eq(bp_qweights_pack(w, 1, 40, k, wb, panel), BP_OK);
+        void *scratch = aligned_alloc(64, (bp_qconv_buffer_size(&p) + 63) / 64 * 64);
+        int32_t *o = malloc(nout * 4);
+        cr_assert_eq(bp_qconv(&p, in, panel, NULL, qm, o, scratch), BP_OK);
+        long bad = 0;
+        for (int co = 0; co < 40; co++)
+            for (int y = 0; y < 30; y++)
+                for (int x = 0; x < 30; x++) {
+                    int64_t acc = 0;
+                    for (int ci = 0; ci < 64; ci++)
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                int iy = y + ky - 1, ix = x + kx - 1;
+                                if (iy < 0 || iy >= 30 || ix < 0 || ix >= 30)
+                                    continue;
+                                acc += (int64_t)in[(ci * 30 + iy) * 30 + ix] * w[(co * 64 + ci) * 9 + ky * 3 + kx];
+                            }
+                    bad += o[(co * 30 + y) * 30 + x] != acc;
+                }
+        cr_assert_eq(bad, 0, "%ld mismatches at %d bits", bad, wb);
+        free(in), free(w), free(panel), free(scratch), free(o);
+    }
+}
+
+Test(qkernels, gemm_random_shapes_exact)
+{
+    for (int it = 0; it < 200; it++) {
+        bp_qgemm_params p = {.n = rnd(1, 70), .k = rnd(1, 300), .m = rnd(1, 40), .wbits = 2 + it % 7,
+                             .in_type = it % 2 ? BP_QT_U8 : BP_QT_S8, .out_type = (bp_qtype)(it % 3)};
+        out_range(p.out_type, &p.out_min, &p.out_max);
+        uint8_t *in = malloc((size_t)p.n * p.k);
+        int8_t *w = malloc((size_t)p.m * p.k);
+        for (int i = 0; i < p.n * p.k; i++)
+            in[i] = (uint8_t)xr();
+        for (int i = 0; i < p.m * p.k; i++)
+            w[i] = (int8_t)rnd(-(1 << (p.wbits - 1)), (1 << (p.wbits - 1)) - 1);
+        int32_t *bias = malloc(4 * p.m);
+        bp_qmul *qm = malloc(sizeof *qm * p.m);
+        for (int c = 0; c < p.m; c++)
+            bias[c] = rnd(-3000, 3000);
+        random_qm(qm, p.m, p.k, it % 5 == 2);
+        uint8_t *panel = malloc(bp_qweights_size(1, p.m, p.k, p.wbits));
+        cr_assert_eq(bp_qweights_pack(w, 1, p.m, p.k, p.wbits, panel), BP_OK);
+        void *scratch = aligned_alloc(64, (bp_qgemm_buffer_size(&p) + 63) / 64 * 64);
+        size_t osz = (size_t)p.n * p.m * bp_qtype_size(p.out_type);
+        void *o1 = malloc(osz), *o2 = malloc(osz);
+        bp_qkern_set_impl(BP_QKERN_REF);
+        cr_assert_eq(bp_qgemm(&p, in, panel, bias, qm, o1, scratch), BP_OK);
+        bp_qkern_set_impl(BP_QKERN_AVX2);
+        cr_assert_eq(bp_qgemm(&p, in, panel, bias, qm, o2, scratch), BP_OK);
+        bp_qkern_set_impl(BP_QKERN_AUTO);
+        for (int n = 0; n < p.n; n++)
+            for (int r = 0; r < p.m; r++) {
+                int64_t acc = bias[r];
+                for (int c = 0; c < p.k; c++)
+                    acc += (int64_t)(p.in_type == BP_QT_U8 ? in[n * p.k + c] : (int8_t)in[n * p.k + c]) *
+                           w[r * p.k + c];
+                int64_t want = clampl(ref_req(acc, qm[r]), p.out_min, p.out_max);
+                cr_assert_eq(get_out(o1, (size_t)n * p.m + r, p.out_type), want, "gemm %d ref (%d,%d)", it, n, r);
+                cr_assert_eq(get_out(o2, (size_t)n * p.m + r, p.out_type), want, "gemm %d avx2 (%d,%d)", it, n, r);
+            }
+        free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o1), free(o2);
+    }
+}
+
+Test(qkernels, int4_packing_byte)
+{
+    /* 16 rows x 2 cols at 4 bits: one cell of 16 bytes. v[2c+t] = w[c][t].
+     * Row 0 col 0 (v[0]) = -3 and row 8 col 0 (v[16]) = 5 share byte 0:
+     * low nibble 0xD (-3), high nibble 0x5 -> 0x5D. */
+    int8_t w[16 * 2] = {0};
+    w[0 * 2 + 0] = -3;
+    w[8 * 2 + 0] = 5;
+    w[7 * 2 + 1] = -8; /* v[15]: low nibble of byte 15 = 0x8 */
+    w[15 * 2 + 1] = 7; /* v[31]: high nibble of byte 15 = 0x7 */
+    uint8_t panel[16];
+    cr_assert_eq(bp_qweights_size(1, 16, 2, 4), 16);
+    cr_assert_eq(bp_qweights_pack(w, 1, 16, 2, 4, panel), BP_OK);
+    cr_assert_eq(panel[0], 0x5D);
+    cr_assert_eq(panel[15], 0x78);
+    for (int i = 1; i < 15; i++)
+        cr_assert_eq(panel[i], 0);
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 2; c++)
+            cr_assert_eq(bp_qweights_get(panel, 1, 16, 2, 4, 0, r, c), w[r * 2 + c]);
+    /* 8-bit panels: a byte per value; 2-bit values use the 4-bit format. */
+    cr_assert_eq(bp_qweights_size(1, 16, 2, 8), 32);
+    cr_assert_eq(bp_qweights_size(2, 17, 3, 2), 2 * 2 * 2 * 16);
+    int8_t bad[2] = {2, 0}; /* 2 is outside the 2-bit range -2..1 */
+    uint8_t p2[64];
+    cr_assert_eq(bp_qweights_pack(bad, 1, 1, 2, 2, p2), BP_ERR_ARG);
+}
+
+Test(qkernels, rejects_bad_params)
+{
+    bp_qconv_params p = {.n = 1, .cin = 3, .h = 4, .w = 4, .cout = 4, .kh = 3, .kw = 3, .stride_h = 1,
+                         .stride_w = 1, .dil_h = 1, .dil_w = 1, .group = 2, .wbits = 8,
+                         .in_type = BP_QT_U8, .out_type = BP_QT_U8, .out_min = 0, .out_max = 255};
+    cr_assert_eq(bp_qconv_check(&p), BP_ERR_ARG); /* group 2 does not divide 3 */
+    p.group = 1;
+    p.out_max = 300;
+    cr_assert_eq(bp_qconv_check(&p), BP_ERR_ARG); /* clamp outside uint8 */
+    p.out_max = 255;
+    p.wbits = 9;
+    cr_assert_eq(bp_qconv_check(&p), BP_ERR_ARG);
+    p.wbits = 8;
+    cr_assert_eq(bp_qconv_check(&p), BP_OK);
+}
