@@ -1,0 +1,232 @@
+/* Add (numpy broadcasting), Relu and Clip: forward, backward, R-op.
+ *
+ * Kink convention (documented in docs/ENGINE.md): the derivative of Relu and
+ * Clip is 1 strictly inside (min, max) and 0 at and beyond the bounds. That is
+ * PyTorch's relu (threshold_backward on x > 0) and hardtanh/ReLU6 backward
+ * (min < x < max); torch.clamp's backward would pass the gradient at x == min
+ * or x == max, but ONNX Clip nodes almost always come from ReLU6.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/ops.h"
+
+void bp_bcast_strides(const int64_t *d, int nd, const int64_t *od, int ond, int64_t *st)
+{
+    int64_t s = 1;
+    for (int i = ond - 1; i >= 0; i--) {
+        int j = i - (ond - nd);
+        if (j < 0) {
+            st[i] = 0;
+            continue;
+        }
+        st[i] = (d[j] == 1 && od[i] != 1) ? 0 : s;
+        s *= d[j];
+    }
+}
+
+/* ---- Add -------------------------------------------------------------------------- */
+
+typedef struct {
+    int nd;
+    int64_t od[BP_MAX_DIMS], sa[BP_MAX_DIMS], sb[BP_MAX_DIMS];
+    size_t total, na, nb;
+} adims;
+
+static void adims_of(const bp_opctx *c, adims *d)
+{
+    d->nd = c->ynd;
+    memcpy(d->od, c->yd, sizeof(int64_t) * d->nd);
+    bp_bcast_strides(c->xd[0], c->xnd[0], d->od, d->nd, d->sa);
+    bp_bcast_strides(c->xd[1], c->xnd[1], d->od, d->nd, d->sb);
+    d->total = bp_numel(d->od, d->nd);
+    d->na = bp_numel(c->xd[0], c->xnd[0]);
+    d->nb = bp_numel(c->xd[1], c->xnd[1]);
+}
+
+/* y = a + b (a or b NULL = zero) with broadcasting. Rows over all but the
+ * last dim run in parallel; each row walks the last dim with its strides. */
+static void add_fwd(const adims *d, const bp_real *a, const bp_real *b, bp_real *y)
+{
+    if (d->na == d->total && d->nb == d->total) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < d->total; i++)
+            y[i] = (a ? a[i] : 0) + (b ? b[i] : 0);
+        return;
+    }
+    int last = d->nd - 1;
+    size_t L = d->nd ? (size_t)d->od[last] : 1, rows = L ? d->total / L : 0;
+    int64_t la = d->nd ? d->sa[last] : 0, lb = d->nd ? d->sb[last] : 0;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        size_t t = r, oa = 0, ob = 0;
+        for (int i = last - 1; i >= 0; i--) {
+            size_t idx = t % (size_t)d->od[i];
+            t /= (size_t)d->od[i];
+            oa += idx * d->sa[i];
+            ob += idx * d->sb[i];
+        }
+        bp_real *yr = y + r * L;
+        for (size_t j = 0; j < L; j++)
+            yr[j] = (a ? a[oa + j * la] : 0) + (b ? b[ob + j * lb] : 0);
+    }
+}
+
+/* dx += dy summed over the axes along which x was broadcast (st = x's strides). */
+static void add_reduce(const adims *d, const int64_t *st, size_t nx, const bp_real *dy, bp_real *dx)
+{
+    if (nx == d->total) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < d->total; i++)
+            dx[i] += dy[i];
+        return;
+    }
+    size_t idx[BP_MAX_DIMS] = {0}, off = 0;
+    for (size_t i = 0; i < d->total; i++) {
+        dx[off] += dy[i];
+        for (int k = d->nd - 1; k >= 0; k--) {
+            off += st[k];
+            if (++idx[k] < (size_t)d->od[k])
+                break;
+            off -= st[k] * d->od[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+bp_status bp_add_forward(bp_opctx *c)
+{
+    adims d;
+    adims_of(c, &d);
+    add_fwd(&d, c->x[0], c->x[1], c->y);
+    return BP_OK;
+}
+
+bp_status bp_add_backward(bp_opctx *c)
+{
+    adims d;
+    adims_of(c, &d);
+    if (c->dx[0])
+        add_reduce(&d, d.sa, d.na, c->dy, c->dx[0]);
+    if (c->dx[1])
+        add_reduce(&d, d.sb, d.nb, c->dy, c->dx[1]);
+    return BP_OK;
+}
+
+bp_status bp_add_rop_forward(bp_opctx *c)
+{
+    adims d;
+    adims_of(c, &d);
+    add_fwd(&d, c->rx[0], c->rx[1], c->ry);
+    return BP_OK;
+}
+
+bp_status bp_add_rop_backward(bp_opctx *c)
+{
+    if (!c->rdy)
+        return BP_OK;
+    adims d;
+    adims_of(c, &d);
+    if (c->rdx[0])
+        add_reduce(&d, d.sa, d.na, c->rdy, c->rdx[0]);
+    if (c->rdx[1])
+        add_reduce(&d, d.sb, d.nb, c->rdy, c->rdx[1]);
+    return BP_OK;
+}
+
+/* ---- Relu, Clip --------------------------------------------------------------------- */
+
+static void bounds(const bp_opctx *c, bp_real *lo, bp_real *hi)
+{
+    if (c->node->op == BP_OP_RELU) {
+        *lo = 0;
+        *hi = (bp_real)INFINITY;
+    } else {
+        *lo = (bp_real)c->node->a.clip_min;
+        *hi = (bp_real)c->node->a.clip_max;
+    }
+}
+
+bp_status bp_act_forward(bp_opctx *c)
+{
+    bp_real lo, hi;
+    bounds(c, &lo, &hi);
+    size_t n = bp_numel(c->yd, c->ynd);
+    const bp_real *x = c->x[0];
+    bp_real *y = c->y;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        bp_real v = x[i];
+        y[i] = v < lo ? lo : v > hi ? hi : v;
+    }
+    return BP_OK;
+}
+
+/* out += in where lo < x < hi (the derivative of the clamp), else nothing. */
+static void masked_add(const bp_opctx *c, const bp_real *in, bp_real *out)
+{
+    bp_real lo, hi;
+    bounds(c, &lo, &hi);
+    size_t n = bp_numel(c->yd, c->ynd);
+    const bp_real *x = c->x[0];
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        if (x[i] > lo && x[i] < hi)
+            out[i] += in[i];
+}
+
+bp_status bp_act_backward(bp_opctx *c)
+{
+    if (c->dx[0])
+        masked_add(c, c->dy, c->dx[0]);
+    return BP_OK;
+}
+
+bp_status bp_act_rop_forward(bp_opctx *c)
+{
+    memset(c->ry, 0, sizeof *c->ry * bp_numel(c->yd, c->ynd));
+    masked_add(c, c->rx[0], c->ry);
+    return BP_OK;
+}
+
+bp_status bp_act_rop_backward(bp_opctx *c)
+{
+    if (c->rdy && c->rdx[0])
+        masked_add(c, c->rdy, c->rdx[0]);
+    return BP_OK;
+}
+
+/* ---- Flatten, Reshape, Identity: the data is copied unchanged ------------------------ */
+
+static void copy_add(size_t n, const bp_real *in, bp_real *out)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out[i] += in[i];
+}
+
+bp_status bp_copy_forward(bp_opctx *c)
+{
+    memcpy(c->y, c->x[0], sizeof *c->y * bp_numel(c->yd, c->ynd));
+    return BP_OK;
+}
+
+bp_status bp_copy_backward(bp_opctx *c)
+{
+    if (c->dx[0])
+        copy_add(bp_numel(c->yd, c->ynd), c->dy, c->dx[0]);
+    return BP_OK;
+}
+
+bp_status bp_copy_rop_forward(bp_opctx *c)
+{
+    memcpy(c->ry, c->rx[0], sizeof *c->ry * bp_numel(c->yd, c->ynd));
+    return BP_OK;
+}
+
+bp_status bp_copy_rop_backward(bp_opctx *c)
+{
+    if (c->rdy && c->rdx[0])
+        copy_add(bp_numel(c->yd, c->ynd), c->rdy, c->rdx[0]);
+    return BP_OK;
+}

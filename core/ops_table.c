@@ -1,0 +1,66 @@
+/* Op dispatch: one row per op, checked at compile time to cover every op, so
+ * adding an op without its kernels fails to build. */
+#include "core/ops.h"
+
+typedef bp_status (*opfn)(bp_opctx *);
+
+static const struct {
+    opfn fwd, bwd, rfwd, rbwd;
+} table[] = {
+    [BP_OP_CONV] = {bp_conv_forward, bp_conv_backward, bp_conv_rop_forward, bp_conv_rop_backward},
+    [BP_OP_GEMM] = {bp_gemm_forward, bp_gemm_backward, bp_gemm_rop_forward, bp_gemm_rop_backward},
+    [BP_OP_MATMUL] = {bp_matmul_forward, bp_matmul_backward, bp_matmul_rop_forward,
+                      bp_matmul_rop_backward},
+    [BP_OP_ADD] = {bp_add_forward, bp_add_backward, bp_add_rop_forward, bp_add_rop_backward},
+    [BP_OP_BN] = {bp_bn_forward, bp_bn_backward, bp_bn_rop_forward, bp_bn_rop_backward},
+    [BP_OP_RELU] = {bp_act_forward, bp_act_backward, bp_act_rop_forward, bp_act_rop_backward},
+    [BP_OP_CLIP] = {bp_act_forward, bp_act_backward, bp_act_rop_forward, bp_act_rop_backward},
+    [BP_OP_MAXPOOL] = {bp_pool_forward, bp_pool_backward, bp_pool_rop_forward,
+                       bp_pool_rop_backward},
+    [BP_OP_AVGPOOL] = {bp_pool_forward, bp_pool_backward, bp_pool_rop_forward,
+                       bp_pool_rop_backward},
+    [BP_OP_GAP] = {bp_pool_forward, bp_pool_backward, bp_pool_rop_forward, bp_pool_rop_backward},
+    [BP_OP_FLATTEN] = {bp_copy_forward, bp_copy_backward, bp_copy_rop_forward,
+                       bp_copy_rop_backward},
+    [BP_OP_RESHAPE] = {bp_copy_forward, bp_copy_backward, bp_copy_rop_forward,
+                       bp_copy_rop_backward},
+    [BP_OP_IDENTITY] = {bp_copy_forward, bp_copy_backward, bp_copy_rop_forward,
+                        bp_copy_rop_backward},
+};
+_Static_assert(sizeof table / sizeof *table == BP_OP_COUNT, "every op needs kernels");
+
+static bp_status bad_op(const bp_opctx *c)
+{
+    return bp_error(BP_ERR_UNSUPPORTED, "node '%s': op %d has no kernel", c->node->name,
+                    (int)c->node->op);
+}
+
+#define DISPATCH(field)                                                                   \
+    do {                                                                                  \
+        unsigned op = (unsigned)c->node->op;                                              \
+        if (op >= BP_OP_COUNT || !table[op].field)                                        \
+            return bad_op(c);                                                             \
+        return table[op].field(c);                                                        \
+    } while (0)
+
+bp_status bp_op_forward(bp_opctx *c) { DISPATCH(fwd); }
+bp_status bp_op_backward(bp_opctx *c) { DISPATCH(bwd); }
+bp_status bp_op_rop_forward(bp_opctx *c) { DISPATCH(rfwd); }
+bp_status bp_op_rop_backward(bp_opctx *c) { DISPATCH(rbwd); }
+
+size_t bp_op_state_bytes(const bp_opctx *c)
+{
+    switch (c->node->op) {
+    case BP_OP_MAXPOOL:
+        return bp_pool_state(c);
+    case BP_OP_BN:
+        return bp_bn_state(c);
+    default:
+        return 0;
+    }
+}
+
+size_t bp_op_scratch_reals(const bp_opctx *c)
+{
+    return c->node->op == BP_OP_CONV ? bp_conv_scratch(c) : 0;
+}
