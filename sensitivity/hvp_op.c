@@ -1,0 +1,197 @@
+/* The loss Hessian of a model, restricted to its layers' weights, as a
+ * bp_linop: v -> H v with H the Hessian of the mean cross-entropy over the
+ * calibration set. Each product streams the samples in batches through
+ * bp_hvp (Pearlmutter's R-operator in core/exec.c) and sums the batch
+ * products weighted by n_batch / N — the loss is a mean, so this is the exact
+ * Hessian of the whole set — keeping only one batch in memory. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/exec.h"
+#include "sensitivity/sensitivity.h"
+
+struct bp_model_op {
+    const bp_graph *g;
+    bp_exec *ex;
+    bp_stream *s;          /* either a stream ... */
+    const bp_real *mx;     /* ... or arrays in memory */
+    const int *my;
+    int n, batch;
+    size_t per;            /* input elements per sample */
+    bp_real *x;            /* (batch, per) stream batch */
+    int *y;                /* (batch) */
+    bp_real *vfull, *hvfull; /* (g->nparams) probe and product in the params layout */
+    bp_layer *layers;
+    bp_block *blocks;
+    int nlayers;
+    size_t dim;            /* operator length: sum of the layers' weights */
+    long products;
+    double loss;
+};
+
+void bp_model_op_free(bp_model_op *m)
+{
+    if (!m)
+        return;
+    bp_exec_free(m->ex);
+    free(m->x);
+    free(m->y);
+    free(m->vfull);
+    free(m->hvfull);
+    free(m->layers);
+    free(m->blocks);
+    free(m);
+}
+
+static bp_status apply(void *ctx, const double *v, double *hv)
+{
+    bp_model_op *m = ctx;
+    const bp_graph *g = m->g;
+    memset(m->vfull, 0, g->nparams * sizeof *m->vfull);
+    for (int l = 0; l < m->nlayers; l++) {
+        bp_real *dst = m->vfull + g->values[m->layers[l].weight].offset;
+        const double *src = v + m->blocks[l].off;
+        for (size_t j = 0; j < m->blocks[l].len; j++)
+            dst[j] = (bp_real)src[j];
+    }
+    memset(hv, 0, m->dim * sizeof *hv);
+    bp_status st;
+    if (m->s && (st = bp_stream_rewind(m->s)))
+        return bp_error_wrap(st, "hessian-vector product: rewinding the calibration data");
+    double loss_sum = 0;
+    for (int done = 0; done < m->n;) {
+        int want = m->n - done < m->batch ? m->n - done : m->batch, got = want;
+        const bp_real *x;
+        const int *y;
+        if (m->s) {
+            if ((st = bp_stream_next(m->s, want, m->x, m->y, &got)))
+                return st;
+            if (got <= 0)
+                return bp_error(BP_ERR_FORMAT, "hessian-vector product: calibration data ended "
+                                               "after %d of %d samples", done, m->n);
+            x = m->x;
+            y = m->y;
+        } else {
+            x = m->mx + (size_t)done * m->per;
+            y = m->my + done;
+        }
+        memset(m->hvfull, 0, g->nparams * sizeof *m->hvfull);
+        double loss = 0;
+        /* bp_hvp reads the parameters in inference mode and never writes them. */
+        st = bp_hvp(m->ex, g->params, x, y, got, m->vfull, m->hvfull, NULL, &loss);
+        if (st)
+            return bp_error_wrap(st, "hessian-vector product on samples %d..%d", done, done + got - 1);
+        if (!isfinite(loss))
+            return bp_error(BP_ERR_NUMERIC, "hessian-vector product: the loss on samples %d..%d is "
+                                            "not finite (%g)", done, done + got - 1, loss);
+        double w = (double)got / m->n;
+        loss_sum += w * loss;
+        for (int l = 0; l < m->nlayers; l++) {
+            const bp_real *src = m->hvfull + g->values[m->layers[l].weight].offset;
+            double *dst = hv + m->blocks[l].off;
+            for (size_t j = 0; j < m->blocks[l].len; j++)
+                dst[j] += w * (double)src[j];
+        }
+        done += got;
+    }
+    m->loss = loss_sum;
+    m->products++;
+    return BP_OK;
+}
+
+static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const int *y, int n,
+                        int batch, bp_model_op **out)
+{
+    *out = NULL;
+    if (g->input < 0 || g->output < 0)
+        return bp_error(BP_ERR_ARG, "%s: the graph has no input or output", g->source);
+    if (n < 1 || batch < 1)
+        return bp_error(BP_ERR_ARG, "hessian operator: need samples >= 1 and batch >= 1 (got %d, %d)",
+                        n, batch);
+    bp_model_op *m = calloc(1, sizeof *m);
+    if (!m)
+        return bp_error(BP_ERR_NOMEM, "hessian operator: out of memory");
+    m->g = g;
+    m->s = s;
+    m->mx = x;
+    m->my = y;
+    m->n = n;
+    m->batch = batch < n ? batch : n;
+    m->per = g->values[g->input].numel;
+    bp_status st = bp_graph_layers(g, &m->layers, &m->nlayers);
+    if (st)
+        goto fail;
+    if (m->nlayers == 0) {
+        st = bp_error(BP_ERR_UNSUPPORTED, "%s: no Conv, Gemm or MatMul layer with weights",
+                      g->source && g->source[0] ? g->source : "model");
+        goto fail;
+    }
+    m->blocks = malloc(m->nlayers * sizeof *m->blocks);
+    m->vfull = malloc((g->nparams ? g->nparams : 1) * sizeof *m->vfull);
+    m->hvfull = malloc((g->nparams ? g->nparams : 1) * sizeof *m->hvfull);
+    if (s) {
+        m->x = malloc((size_t)m->batch * m->per * sizeof *m->x);
+        m->y = malloc((size_t)m->batch * sizeof *m->y);
+    }
+    if (!m->blocks || !m->vfull || !m->hvfull || (s && (!m->x || !m->y))) {
+        st = bp_error(BP_ERR_NOMEM, "hessian operator: out of memory");
+        goto fail;
+    }
+    for (int l = 0; l < m->nlayers; l++) {
+        m->blocks[l].off = m->dim;
+        m->blocks[l].len = m->layers[l].params;
+        m->dim += m->layers[l].params;
+    }
+    m->ex = bp_exec_new(g, m->batch, BP_EXEC_GRAD | BP_EXEC_ROP);
+    if (!m->ex) {
+        st = bp_error_wrap(BP_ERR_NOMEM, "hessian operator");
+        goto fail;
+    }
+    *out = m;
+    return BP_OK;
+fail:
+    bp_model_op_free(m);
+    return st;
+}
+
+bp_status bp_model_op_new_stream(const bp_graph *g, bp_stream *s, int samples, int batch,
+                                 bp_model_op **out)
+{
+    int c, h, w, n;
+    bp_stream_info(s, &c, &h, &w, &n, NULL);
+    if (g->input >= 0 && (size_t)c * h * w != g->values[g->input].numel)
+        return bp_error(BP_ERR_SHAPE, "%s: calibration samples have %d×%d×%d = %d values, the "
+                                      "model input '%s' takes %zu",
+                        g->source && g->source[0] ? g->source : "model", c, h, w, c * h * w,
+                        g->values[g->input].name, g->values[g->input].numel);
+    if (samples <= 0)
+        samples = n;
+    if (samples > n)
+        return bp_error(BP_ERR_ARG, "calibration: %d samples asked for, the data has %d", samples, n);
+    return op_new(g, s, NULL, NULL, samples, batch, out);
+}
+
+bp_status bp_model_op_new_memory(const bp_graph *g, const bp_real *x, const int *y, int n,
+                                 int batch, bp_model_op **out)
+{
+    return op_new(g, NULL, x, y, n, batch, out);
+}
+
+bp_linop bp_model_op_linop(bp_model_op *m)
+{
+    return (bp_linop){.n = m->dim, .apply = apply, .ctx = m};
+}
+
+int bp_model_op_layers(const bp_model_op *m, const bp_layer **layers, const bp_block **blocks)
+{
+    if (layers)
+        *layers = m->layers;
+    if (blocks)
+        *blocks = m->blocks;
+    return m->nlayers;
+}
+
+int bp_model_op_samples(const bp_model_op *m) { return m->n; }
+long bp_model_op_products(const bp_model_op *m) { return m->products; }
+double bp_model_op_loss(const bp_model_op *m) { return m->loss; }
