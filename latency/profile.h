@@ -9,13 +9,15 @@
  * Lookup for a model layer at candidate (b_w, b_a) — the order is part of the
  * contract (the ILP records which layers used a fallback):
  *
- *   0. promotion: when the profile lists "units" (the bit-widths the hardware
- *      has, e.g. [4, 8] for a T4's tensor cores), both operands run on the
- *      narrowest unit that holds max(b_w, b_a): W6A6 and W4A8 run as W8A8,
- *      W2A2 as W4A4. Candidates wider than the widest unit are an error.
- *      Without "units", candidates are looked up as they are.
  *   1. exact: an entry with the layer's signature (op, cin, cout, kh, kw,
  *      stride, group, in_h, in_w, with batch = the profile's batch) and bits.
+ *   1b. promotion: failing that, when the profile lists "units" (the
+ *      bit-widths the hardware has, e.g. [4, 8] for a T4's tensor cores), both
+ *      operands run on the narrowest unit that holds max(b_w, b_a): W6A6 and
+ *      W4A8 run as W8A8, W2A2 as W4A4; candidates wider than the widest unit
+ *      are an error. The promoted bits are used from here on (exact entry,
+ *      then steps 2 and 3) and BP_LAT_PROMOTED is set. Without "units",
+ *      candidates are looked up as they are.
  *   2. interpolated: a straight line in log(MACs x batch) -> log(latency),
  *      least squares (gsl_fit_linear) over the "measured" entries with the same
  *      bits and the same op when there are >= 2 distinct MAC counts, else over
