@@ -207,9 +207,36 @@ static bp_status input_sym(ctx *c, const Onnx__NodeProto *n, size_t k, sym **out
     return BP_OK;
 }
 
+/* The name a PARAM gets. Exporters name the weights they compute themselves
+ * (BN folded into Conv) "onnx::Conv_37"; torch >= 1.13 names nodes by module
+ * scope ("/layer1/conv/Conv"), so such a weight becomes "layer1.conv.weight",
+ * the name its unfused twin has and the one users know. `role` is "weight" or
+ * "bias"; NULL keeps the file's name. */
+static const char *param_name(ctx *c, const char *orig, const char *role, char *buf, size_t len)
+{
+    const char *nn = c->node_name, *last = strrchr(nn, '/');
+    if (!role || strncmp(orig, "onnx::", 6) != 0 || nn[0] != '/' || last == nn)
+        return orig;
+    size_t sl = (size_t)(last - nn - 1);
+    if (sl + strlen(role) + 2 > len)
+        return orig;
+    for (size_t k = 0; k < sl; k++)
+        buf[k] = nn[1 + k] == '/' ? '.' : nn[1 + k];
+    snprintf(buf + sl, len - sl, ".%s", role);
+    return bp_graph_find(c->g, buf) >= 0 || find_sym(c, buf) ? orig : buf;
+}
+
 /* Graph value id for input k: activations as they are, float constants
  * materialised as PARAM values (once; later uses share the value). */
+static bp_status operand_named(ctx *c, const Onnx__NodeProto *n, size_t k, int trainable,
+                               const char *role, int *id);
 static bp_status operand(ctx *c, const Onnx__NodeProto *n, size_t k, int trainable, int *id)
+{
+    return operand_named(c, n, k, trainable, NULL, id);
+}
+
+static bp_status operand_named(ctx *c, const Onnx__NodeProto *n, size_t k, int trainable,
+                               const char *role, int *id)
 {
     sym *s;
     bp_status st = input_sym(c, n, k, &s);
@@ -229,7 +256,9 @@ static bp_status operand(ctx *c, const Onnx__NodeProto *n, size_t k, int trainab
     if (k0->kind != BP_CONST_FLOAT)
         return node_err(c, BP_ERR_FORMAT, "input '%s' is a tensor of type %s where float is needed",
                         s->name, bp_onnx_dtype_name(k0->dtype));
-    int v = bp_graph_add_param(c->g, s->name, k0->ndim, k0->dims, k0->f);
+    char buf[256];
+    int v = bp_graph_add_param(c->g, param_name(c, s->name, role, buf, sizeof buf), k0->ndim,
+                               k0->dims, k0->f);
     if (v < 0)
         return node_wrap(c, BP_ERR_FORMAT);
     c->g->values[v].trainable = trainable;
@@ -399,9 +428,10 @@ static bp_status need_4d(ctx *c, int x, const char *what)
 static bp_status load_conv(ctx *c, const Onnx__NodeProto *n)
 {
     int in[3], nin = n->n_input > 2 && n->input[2][0] ? 3 : 2;
+    static const char *const roles[3] = {NULL, "weight", "bias"};
     bp_status st;
     for (int k = 0; k < nin; k++)
-        if ((st = operand(c, n, (size_t)k, 1, &in[k])))
+        if ((st = operand_named(c, n, (size_t)k, 1, roles[k], &in[k])))
             return st;
     if ((st = need_4d(c, in[0], "Conv")))
         return st;
@@ -446,9 +476,10 @@ static bp_status load_pool(ctx *c, const Onnx__NodeProto *n, bp_op op)
 static bp_status load_gemm(ctx *c, const Onnx__NodeProto *n)
 {
     int in[3], nin = n->n_input > 2 && n->input[2][0] ? 3 : 2;
+    static const char *const roles[3] = {NULL, "weight", "bias"};
     bp_status st;
     for (int k = 0; k < nin; k++)
-        if ((st = operand(c, n, (size_t)k, 1, &in[k])))
+        if ((st = operand_named(c, n, (size_t)k, 1, roles[k], &in[k])))
             return st;
     bp_attrs a = bp_attrs_default();
     a.trans_a = (int)attr_i(n, "transA", 0);
@@ -482,9 +513,11 @@ static bp_status load_bn(ctx *c, const Onnx__NodeProto *n)
         return node_err(c, BP_ERR_UNSUPPORTED, "training_mode=1 (export the model in eval mode)");
     if (attr_i(n, "spatial", 1) != 1)
         return node_err(c, BP_ERR_UNSUPPORTED, "spatial=0");
-    bp_status st = one_output(c, n);
-    if (st)
-        return st;
+    for (size_t k = 1; k < n->n_output; k++)
+        if (n->output[k] && n->output[k][0])
+            return node_err(c, BP_ERR_UNSUPPORTED,
+                            "training-mode outputs (running mean/var); export the model in eval mode");
+    bp_status st;
     if (n->n_input != 5)
         return node_err(c, BP_ERR_FORMAT, "needs 5 inputs (x, scale, B, mean, var), has %zu", n->n_input);
     int in[5];

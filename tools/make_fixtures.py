@@ -11,6 +11,7 @@ module with the shapes and MACs computed here from the torch modules (forward
 hooks), independently of bitplan. The torch and onnx versions are stamped in
 fixtures.txt. Everything is tiny (KBs) and deterministic (fixed seeds).
 """
+import hashlib
 import io
 import os
 import sys
@@ -20,6 +21,10 @@ import onnx
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import onnx_ref  # noqa: E402  (the numpy reference interpreter beside this script)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "onnx")
 
@@ -132,6 +137,79 @@ def export(m, x, path, opset, **kw):
     return ops
 
 
+def edge_models(x):
+    """Hand-built models (onnx.helper) for what torch does not write: float16 /
+    double / float_data initializers, Clip bounds as attributes (opset 9),
+    auto_pad SAME_LOWER/UPPER, the folded Shape/Gather/Slice/Squeeze/Concat
+    chain, Gemm alpha/beta/transB, MatMul; plus broken files for error tests.
+    Expected outputs come from tools/onnx_ref.py (numpy), not from torch."""
+    rng = np.random.default_rng(3)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)
+    made = []
+
+    def save(name, graph, opset, ref=True):
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="make_fixtures")
+        m.ir_version = 7
+        path = os.path.join(OUT, name + ".onnx")
+        with open(path, "wb") as f:
+            f.write(m.SerializeToString())
+        if ref:
+            onnx.checker.check_model(m)
+            onnx_ref.run(m, x).astype("<f4").tofile(os.path.join(OUT, name + ".out.bin"))
+        made.append(name + ".onnx")
+
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 10, 10])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    w1 = f32(4, 3, 3, 3)
+    w1_16 = numpy_helper.from_array(w1.astype(np.float16), "w1")  # float16 weights
+    b1 = numpy_helper.from_array(f32(4).astype(np.float64), "b1")  # double bias
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [4, 4, 2, 2], f32(4, 4, 2, 2).ravel().tolist())  # float_data
+    fcw = numpy_helper.from_array(f32(5, 4 * 3 * 3), "fc.weight")
+    fcb = numpy_helper.from_array(f32(5), "fc.bias")
+    mm = numpy_helper.from_array(f32(5, 3), "mm.weight")
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv_same_lower",
+                         auto_pad="SAME_LOWER", strides=[2, 2]),
+        helper.make_node("Clip", ["c1"], ["r1"], name="clip_attr", min=-0.5, max=1.5),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv_same_upper", auto_pad="SAME_UPPER"),
+        helper.make_node("MaxPool", ["c2"], ["p2"], name="pool", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        # the shape chain: Shape -> Gather(0) -> Unsqueeze, Shape -> Slice(1:) -> ...
+        helper.make_node("Shape", ["p2"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["n"], ["n1"], name="unsq", axes=[0]),
+        helper.make_node("Slice", ["s"], ["chw"], name="slice", starts=[1], ends=[4], axes=[0]),
+        helper.make_node("Constant", [], ["neg1"], name="const",
+                         value=helper.make_tensor("v", TensorProto.INT64, [1], [-1])),
+        helper.make_node("Concat", ["n1", "neg1"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["p2", "target"], ["flat"], name="reshape"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["g"], name="fc", transB=1,
+                         alpha=0.5, beta=2.0),
+        helper.make_node("Relu", ["g"], ["gr"], name="relu"),
+        helper.make_node("MatMul", ["gr", "mm.weight"], ["y"], name="mm"),
+    ]
+    g = helper.make_graph(nodes, "edge", [inp], [out],
+                          [w1_16, b1, w2, fcw, fcb, mm, i64("zero", 0)])
+    save("edge_opset9", g, 9)
+
+    # errors: Conv reading a weight nobody defines
+    g = helper.make_graph([helper.make_node("Conv", ["x", "nowhere"], ["y"], name="lonely")],
+                          "err", [inp], [out], [])
+    save("err_missing_init", g, 13, ref=False)
+    # an int64 tensor where Conv needs float weights
+    g = helper.make_graph([helper.make_node("Conv", ["x", "wi"], ["y"], name="intconv")], "err",
+                          [inp], [out], [i64("wi", np.ones((2, 3, 1, 1)))])
+    save("err_wrong_type", g, 13, ref=False)
+    # a Reshape that moves the batch: (N,3,10,10) -> (3, N*100)
+    g = helper.make_graph([helper.make_node("Reshape", ["x", "t"], ["y"], name="mixer")], "err",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 10, 10])], [out],
+                          [i64("t", [3, -1])])
+    save("err_batch_move", g, 13, ref=False)
+    return made
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     stamp = ["torch %s, onnx %s, numpy %s" % (torch.__version__, onnx.__version__, np.__version__)]
@@ -182,6 +260,14 @@ def main():
     m = WithSigmoid().eval()
     ops = export(m, x, os.path.join(OUT, "sigmoid_op13.onnx"), 13)
     stamp.append("sigmoid_op13.onnx: %s" % " ".join(ops))
+    for name in edge_models(x.numpy()):
+        stamp.append("%s: hand-built with onnx.helper" % name)
+    # SHA-256 of every model, from hashlib (bitplan records its own in g->sha256)
+    with open(os.path.join(OUT, "fixtures.sha256"), "w") as f:
+        for name in sorted(os.listdir(OUT)):
+            if name.endswith(".onnx"):
+                with open(os.path.join(OUT, name), "rb") as h:
+                    f.write("%s  %s\n" % (hashlib.sha256(h.read()).hexdigest(), name))
     with open(os.path.join(OUT, "fixtures.txt"), "w") as f:
         f.write("\n".join(stamp) + "\n")
     print("\n".join(stamp))

@@ -4,6 +4,7 @@ PyTorch-free reference used at development time to check the files
 bp_onnx_save writes (and torch's own exports) against torch's outputs.
 
     /usr/bin/python3 tools/onnx_ref.py MODEL.onnx X.bin Y.bin [rtol]
+    /usr/bin/python3 tools/onnx_ref.py --check LIST   (lines "MODEL X Y"; adds onnx.checker)
 
 X.bin: float32 NCHW samples for the model input (batch inferred from the
 size); Y.bin: expected float32 outputs. Prints the largest difference and
@@ -44,6 +45,26 @@ def pad_window(x, k, s, p, d, ceil, fill):
     return win, (h, w)
 
 
+def explicit_pads(a, shape, k):
+    """pads attribute, or the ones auto_pad SAME_UPPER/SAME_LOWER/VALID implies:
+    output ceil(in/stride); the odd pixel goes at the end for SAME_UPPER."""
+    mode = a.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode in ("NOTSET", ""):
+        return list(a.get("pads", [0] * 4))
+    if mode == "VALID":
+        return [0] * 4
+    s, d = a.get("strides", [1, 1]), a.get("dilations", [1, 1])
+    begin, end = [], []
+    for ax in range(2):
+        out = -(-shape[2 + ax] // s[ax])
+        total = max(0, (out - 1) * s[ax] + (k[ax] - 1) * d[ax] + 1 - shape[2 + ax])
+        lo = total // 2 if mode == "SAME_UPPER" else total - total // 2
+        begin.append(lo)
+        end.append(total - lo)
+    return begin + end
+
+
 def run(model, x):
     g = model.graph
     env = {t.name: numpy_helper.to_array(t) for t in g.initializer}
@@ -57,7 +78,7 @@ def run(model, x):
             xx, w = ins[0], ins[1].astype(np.float64)
             grp = a.get("group", 1)
             k = w.shape[2:]
-            win, _ = pad_window(xx, k, a.get("strides", [1, 1]), a.get("pads", [0] * 4),
+            win, _ = pad_window(xx, k, a.get("strides", [1, 1]), explicit_pads(a, xx.shape, k),
                                 a.get("dilations", [1, 1]), False, 0.0)
             cg, og = xx.shape[1] // grp, w.shape[0] // grp
             ys = [np.einsum("nchwij,ocij->nohw", win[:, q * cg:(q + 1) * cg], w[q * og:(q + 1) * og])
@@ -88,7 +109,7 @@ def run(model, x):
             y = np.clip(ins[0], lo, hi)
         elif op in ("MaxPool", "AveragePool"):
             k = a["kernel_shape"]
-            p = a.get("pads", [0] * 4)
+            p = explicit_pads(a, ins[0].shape, k)
             mx = op == "MaxPool"
             win, (h, w) = pad_window(ins[0], k, a.get("strides", [1, 1]), p, a.get("dilations", [1, 1]),
                                      a.get("ceil_mode", 0), -np.inf if mx else np.nan)
@@ -125,6 +146,22 @@ def run(model, x):
             y = ins[0]
             for ax in sorted(axes):
                 y = np.expand_dims(y, ax)
+        elif op == "Slice":
+            if "starts" in a:  # opset < 10: attributes
+                st, en, ax = a["starts"], a["ends"], a.get("axes")
+                sp = None
+            else:
+                st, en = ins[1].tolist(), ins[2].tolist()
+                ax = ins[3].tolist() if len(ins) > 3 and ins[3] is not None else None
+                sp = ins[4].tolist() if len(ins) > 4 and ins[4] is not None else None
+            ax = ax if ax is not None else list(range(len(st)))
+            sl = [slice(None)] * ins[0].ndim
+            for k, axis in enumerate(ax):
+                sl[axis] = slice(st[k], en[k], sp[k] if sp else 1)
+            y = ins[0][tuple(sl)]
+        elif op == "Squeeze":
+            axes = a.get("axes") or (ins[1].tolist() if len(ins) > 1 and ins[1] is not None else None)
+            y = np.squeeze(ins[0], axis=tuple(axes) if axes else None)
         elif op == "Concat":
             y = np.concatenate(ins, axis=a.get("axis", 0))
         elif op == "Cast":
@@ -135,18 +172,38 @@ def run(model, x):
     return env[g.output[0].name]
 
 
-def main():
-    model = onnx.load(sys.argv[1])
+def check_one(model_path, x_path, y_path, rtol, checker):
+    model = onnx.load(model_path)
+    if checker:
+        onnx.checker.check_model(model, full_check=True)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:]
-    x = np.fromfile(sys.argv[2], dtype="<f4").reshape([-1] + dims)
-    want = np.fromfile(sys.argv[3], dtype="<f4").reshape(x.shape[0], -1)
-    rtol = float(sys.argv[4]) if len(sys.argv) > 4 else 1e-4
+    x = np.fromfile(x_path, dtype="<f4").reshape([-1] + dims)
+    want = np.fromfile(y_path, dtype="<f4").reshape(x.shape[0], -1)
     got = run(model, x).reshape(x.shape[0], -1)
     err = np.abs(got - want)
     bad = err > rtol * np.abs(want) + 1e-5
-    print("%s: batch %d, max |diff| %.3g, %d of %d outside tolerance" % (
-        sys.argv[1], x.shape[0], err.max(), bad.sum(), bad.size))
-    return 1 if bad.any() else 0
+    print("%s: %sbatch %d, max |diff| %.3g, %d of %d outside tolerance" % (
+        model_path, "checker ok, " if checker else "", x.shape[0], err.max(), bad.sum(), bad.size))
+    return not bad.any()
+
+
+def main():
+    """onnx_ref.py MODEL X Y [rtol]   or   onnx_ref.py --check LIST
+    LIST has lines "MODEL X Y"; --check also runs onnx.checker (full_check)."""
+    if sys.argv[1] == "--check":
+        ok = True
+        with open(sys.argv[2]) as f:
+            for line in f:
+                if line.strip():
+                    m, xp, yp = line.split()
+                    try:
+                        ok &= check_one(m, xp, yp, 1e-4, True)
+                    except Exception as e:  # the checker's verdict, or a file we cannot run
+                        print("%s: FAILED: %s" % (m, e))
+                        ok = False
+        return 0 if ok else 1
+    rtol = float(sys.argv[4]) if len(sys.argv) > 4 else 1e-4
+    return 0 if check_one(sys.argv[1], sys.argv[2], sys.argv[3], rtol, False) else 1
 
 
 if __name__ == "__main__":
