@@ -39,6 +39,15 @@ static int match_unit(const char *rest, const unit *u, size_t nu, double *mult)
     return 0;
 }
 
+/* strtod also reads hex floats ("0x10"); budgets are plain decimals only. */
+static int plain_decimal(const char *from, const char *to)
+{
+    for (const char *q = from; q < to; q++)
+        if (!strchr("0123456789.eE+-", *q))
+            return 0;
+    return 1;
+}
+
 bp_status bp_parse_budget(bp_con_kind k, const char *text, double *out)
 {
     const char *what = (unsigned)k < BP_CON_COUNT ? bp_con_name(k) : "?";
@@ -53,6 +62,8 @@ bp_status bp_parse_budget(bp_con_kind k, const char *text, double *out)
     char *end;
     errno = 0;
     double x = strtod(p, &end);
+    if (!plain_decimal(p, end))
+        return bp_error(BP_ERR_ARG, "%s budget \"%s\": expected a decimal number", what, text);
     if (errno == ERANGE || !isfinite(x))
         return bp_error(BP_ERR_ARG, "%s budget \"%s\": number out of range", what, text);
     while (isspace((unsigned char)*end))
@@ -117,7 +128,7 @@ bp_status bp_parse_frac(const char *text, double *r)
         return bp_error(BP_ERR_ARG, "fraction \"%s\": expected a number in [0, 1]", text);
     char *end;
     double x = strtod(p, &end);
-    if (*end || !isfinite(x) || x < 0 || x > 1)
+    if (*end || !plain_decimal(p, end) || !isfinite(x) || x < 0 || x > 1)
         return bp_error(BP_ERR_ARG, "fraction \"%s\": expected a number in [0, 1]", text);
     *r = x;
     return BP_OK;
