@@ -13,7 +13,7 @@ bp_status bp_softmax_ce_rows(const bp_real *z, int rows, int classes, const int 
                             r, classes);
     double total = 0;
     int hits = 0;
-#pragma omp parallel for reduction(+ : total, hits) schedule(static)
+#pragma omp parallel for reduction(+ : total, hits) schedule(static) if (BIG((size_t)rows * classes))
     for (int r = 0; r < rows; r++) {
         const bp_real *zr = z + (size_t)r * classes;
         bp_real *pr = prob + (size_t)r * classes;
@@ -48,7 +48,7 @@ bp_status bp_softmax_ce_rows(const bp_real *z, int rows, int classes, const int 
 void bp_softmax_ce_rop_rows(const bp_real *prob, const bp_real *rz, int rows, int classes,
                             bp_real *rdz)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)rows * classes))
     for (int r = 0; r < rows; r++) {
         const bp_real *p = prob + (size_t)r * classes, *v = rz + (size_t)r * classes;
         double pv = 0;

@@ -51,6 +51,11 @@ bp_status bp_op_rop_forward(bp_opctx *c);
 bp_status bp_op_rop_backward(bp_opctx *c);
 
 /* Helpers shared by kernels. */
+
+/* OpenMP only pays off above some work: a parallel region costs microseconds
+ * (more when the machine is busy), which dominates tiny tensors. */
+#define BP_OMP_MIN ((size_t)1 << 14)
+#define BIG(work) ((size_t)(work) >= BP_OMP_MIN)
 static inline size_t bp_numel(const int64_t *d, int nd)
 {
     size_t n = 1;

@@ -53,7 +53,7 @@ bp_status bp_bn_forward(bp_opctx *c)
         if (M < 2)
             return bp_error(BP_ERR_SHAPE, "BatchNormalization '%s': training form needs more than one value per channel",
                             c->node->name);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)d.N * d.P * d.C))
         for (int ch = 0; ch < d.C; ch++) {
             double s = 0, s2 = 0;
             for (int n = 0; n < d.N; n++) {
@@ -82,7 +82,7 @@ bp_status bp_bn_forward(bp_opctx *c)
             inv[ch] = (bp_real)(1.0 / sqrt((double)rv[ch] + eps));
         }
     }
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)d.N * d.P * d.C))
     for (int n = 0; n < d.N; n++)
         for (int ch = 0; ch < d.C; ch++) {
             size_t o = ((size_t)n * d.C + ch) * d.P;
@@ -101,7 +101,7 @@ bp_status bp_bn_backward(bp_opctx *c)
     const bp_real *mu = st_mean(c), *inv = st_inv(c);
     double M = (double)d.N * d.P;
     int train = c->mode == BP_MODE_TRAIN;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)d.N * d.P * d.C))
     for (int ch = 0; ch < d.C; ch++) {
         double sdy = 0, sdyx = 0; /* sum dy, sum dy * xhat */
         for (int n = 0; n < d.N; n++) {
@@ -143,7 +143,7 @@ bp_status bp_bn_rop_forward(bp_opctx *c)
     bdims_of(c, &d);
     const bp_real *x = c->x[0], *sc = c->x[1], *rx = c->rx[0], *vs = c->rx[1], *vb = c->rx[2];
     const bp_real *mu = st_mean(c), *inv = st_inv(c);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)d.N * d.P * d.C))
     for (int n = 0; n < d.N; n++)
         for (int ch = 0; ch < d.C; ch++) {
             size_t o = ((size_t)n * d.C + ch) * d.P;
@@ -162,7 +162,7 @@ bp_status bp_bn_rop_backward(bp_opctx *c)
     const bp_real *x = c->x[0], *sc = c->x[1], *dy = c->dy, *rdy = c->rdy;
     const bp_real *rx = c->rx[0], *vs = c->rx[1];
     const bp_real *mu = st_mean(c), *inv = st_inv(c);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)d.N * d.P * d.C))
     for (int ch = 0; ch < d.C; ch++) {
         double rs = 0, rb = 0;
         bp_real a = sc[ch] * inv[ch], s = vs ? vs[ch] * inv[ch] : 0;

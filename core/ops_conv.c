@@ -90,7 +90,7 @@ static void im2col(const geom *g, const bp_real *x, int s0, int nb, int grp, bp_
 {
     size_t BP = (size_t)nb * g->P;
     int khw = g->kh * g->kw;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g->Kg * nb * g->P))
     for (int r = 0; r < g->Kg; r++)
         for (int b = 0; b < nb; b++) {
             int cc = r / khw, i = (r / g->kw) % g->kh, j = r % g->kw;
@@ -124,7 +124,7 @@ static void im2col(const geom *g, const bp_real *x, int s0, int nb, int grp, bp_
 static void col2im(const geom *g, const bp_real *col, bp_real *dx, int s0, int nb, int grp)
 {
     size_t BP = (size_t)nb * g->P;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g->Kg * nb * g->P))
     for (int b = 0; b < nb; b++)
         for (int cc = 0; cc < g->Cg; cc++) {
             bp_real *xp = dx + ((size_t)(s0 + b) * g->C + (size_t)grp * g->Cg + cc) * g->H * g->W;
@@ -152,7 +152,7 @@ static void col2im(const geom *g, const bp_real *col, bp_real *dx, int s0, int n
 static void dw_forward(const geom *g, const bp_real *x, const bp_real *w, const bp_real *bias,
                        bp_real *y, int accumulate)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g->N * g->C * g->P * g->kh * g->kw))
     for (int s = 0; s < g->N; s++)
         for (int ch = 0; ch < g->C; ch++) {
             const bp_real *xp = x + ((size_t)s * g->C + ch) * g->H * g->W;
@@ -184,7 +184,7 @@ static void dw_backward(const geom *g, const bp_real *xw, const bp_real *w, cons
                         bp_real *dx, bp_real *dw)
 {
     if (dx) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g->N * g->C * g->P * g->kh * g->kw))
         for (int s = 0; s < g->N; s++)
             for (int ch = 0; ch < g->C; ch++) {
                 bp_real *xp = dx + ((size_t)s * g->C + ch) * g->H * g->W;
@@ -207,7 +207,7 @@ static void dw_backward(const geom *g, const bp_real *xw, const bp_real *w, cons
             }
     }
     if (dw) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)g->N * g->C * g->P * g->kh * g->kw))
         for (int ch = 0; ch < g->C; ch++) {
             bp_real *wp = dw + (size_t)ch * g->kh * g->kw;
             for (int i = 0; i < g->kh; i++)
@@ -251,7 +251,7 @@ static void conv_fwd(const geom *g, const bp_real *x, const bp_real *w, const bp
             im2col(g, x, s0, nb, grp, col);
             bp_gemm(0, 0, g->Mg, BP, g->Kg, 1, w + (size_t)grp * g->Mg * g->Kg, g->Kg, col, BP, 0,
                     yb, BP);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)nb * g->Mg * g->P))
             for (int b = 0; b < nb; b++)
                 for (int m = 0; m < g->Mg; m++) {
                     int oc = grp * g->Mg + m;
@@ -284,7 +284,7 @@ static void conv_bwd(const geom *g, const bp_real *xw, const bp_real *w, const b
         int nb = g->N - s0 < g->B ? g->N - s0 : g->B;
         int BP = nb * g->P;
         for (int grp = 0; grp < g->G; grp++) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)nb * g->Mg * g->P))
             for (int b = 0; b < nb; b++)
                 for (int m = 0; m < g->Mg; m++)
                     memcpy(yb + (size_t)m * BP + (size_t)b * g->P,
@@ -306,7 +306,7 @@ static void conv_bwd(const geom *g, const bp_real *xw, const bp_real *w, const b
 
 static void bias_bwd(const geom *g, const bp_real *dy, bp_real *db)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)g->N * g->M * g->P))
     for (int m = 0; m < g->M; m++) {
         bp_real acc = 0;
         for (int s = 0; s < g->N; s++) {
@@ -356,7 +356,7 @@ bp_status bp_conv_rop_forward(bp_opctx *c)
     }
     if (!acc) { /* only the bias moves */
         size_t plane = (size_t)g.P;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g.N * g.M * g.P))
         for (int s = 0; s < g.N; s++)
             for (int m = 0; m < g.M; m++) {
                 bp_real *d = c->ry + ((size_t)s * g.M + m) * plane;

@@ -49,7 +49,7 @@ static void adims_of(const bp_opctx *c, adims *d)
 static void add_fwd(const adims *d, const bp_real *a, const bp_real *b, bp_real *y)
 {
     if (d->na == d->total && d->nb == d->total) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG(d->total))
         for (size_t i = 0; i < d->total; i++)
             y[i] = (a ? a[i] : 0) + (b ? b[i] : 0);
         return;
@@ -57,7 +57,7 @@ static void add_fwd(const adims *d, const bp_real *a, const bp_real *b, bp_real 
     int last = d->nd - 1;
     size_t L = d->nd ? (size_t)d->od[last] : 1, rows = L ? d->total / L : 0;
     int64_t la = d->nd ? d->sa[last] : 0, lb = d->nd ? d->sb[last] : 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG(d->total))
     for (size_t r = 0; r < rows; r++) {
         size_t t = r, oa = 0, ob = 0;
         for (int i = last - 1; i >= 0; i--) {
@@ -76,7 +76,7 @@ static void add_fwd(const adims *d, const bp_real *a, const bp_real *b, bp_real 
 static void add_reduce(const adims *d, const int64_t *st, size_t nx, const bp_real *dy, bp_real *dx)
 {
     if (nx == d->total) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG(d->total))
         for (size_t i = 0; i < d->total; i++)
             dx[i] += dy[i];
         return;
@@ -154,7 +154,7 @@ bp_status bp_act_forward(bp_opctx *c)
     size_t n = bp_numel(c->yd, c->ynd);
     const bp_real *x = c->x[0];
     bp_real *y = c->y;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG(n))
     for (size_t i = 0; i < n; i++) {
         bp_real v = x[i];
         y[i] = v < lo ? lo : v > hi ? hi : v;
@@ -169,7 +169,7 @@ static void masked_add(const bp_opctx *c, const bp_real *in, bp_real *out)
     bounds(c, &lo, &hi);
     size_t n = bp_numel(c->yd, c->ynd);
     const bp_real *x = c->x[0];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG(n))
     for (size_t i = 0; i < n; i++)
         if (x[i] > lo && x[i] < hi)
             out[i] += in[i];
@@ -200,7 +200,7 @@ bp_status bp_act_rop_backward(bp_opctx *c)
 
 static void copy_add(size_t n, const bp_real *in, bp_real *out)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG(n))
     for (size_t i = 0; i < n; i++)
         out[i] += in[i];
 }

@@ -58,7 +58,7 @@ static size_t plane_of(const int64_t *d, int nd)
 
 static void maxpool_fwd(const pgeom *g, const bp_real *x, bp_real *y, int32_t *arg)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)g->N * g->C * g->OH * g->OW * g->kh * g->kw))
     for (int pc = 0; pc < g->N * g->C; pc++) {
         const bp_real *xp = x + (size_t)pc * g->H * g->W;
         bp_real *yp = y + (size_t)pc * g->OH * g->OW;
@@ -105,7 +105,7 @@ static int avg_div(const pgeom *g, int oh, int ow)
 
 static void avgpool_fwd(const pgeom *g, const bp_real *x, bp_real *y)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)g->N * g->C * g->OH * g->OW * g->kh * g->kw))
     for (int pc = 0; pc < g->N * g->C; pc++) {
         const bp_real *xp = x + (size_t)pc * g->H * g->W;
         bp_real *yp = y + (size_t)pc * g->OH * g->OW;
@@ -130,7 +130,7 @@ static void avgpool_fwd(const pgeom *g, const bp_real *x, bp_real *y)
 
 static void avgpool_bwd(const pgeom *g, const bp_real *dy, bp_real *dx)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)g->N * g->C * g->OH * g->OW * g->kh * g->kw))
     for (int pc = 0; pc < g->N * g->C; pc++) {
         bp_real *xp = dx + (size_t)pc * g->H * g->W;
         const bp_real *yp = dy + (size_t)pc * g->OH * g->OW;
@@ -157,7 +157,7 @@ static void avgpool_bwd(const pgeom *g, const bp_real *dy, bp_real *dx)
 static void gap_fwd(const bp_opctx *c, const bp_real *x, bp_real *y)
 {
     size_t planes = (size_t)c->xd[0][0] * c->xd[0][1], P = plane_of(c->xd[0], c->xnd[0]);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG(planes * P))
     for (size_t pc = 0; pc < planes; pc++) {
         bp_real acc = 0;
         for (size_t q = 0; q < P; q++)
@@ -169,7 +169,7 @@ static void gap_fwd(const bp_opctx *c, const bp_real *x, bp_real *y)
 static void gap_bwd(const bp_opctx *c, const bp_real *dy, bp_real *dx)
 {
     size_t planes = (size_t)c->xd[0][0] * c->xd[0][1], P = plane_of(c->xd[0], c->xnd[0]);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG(planes * P))
     for (size_t pc = 0; pc < planes; pc++) {
         bp_real d = dy[pc] / (bp_real)P;
         for (size_t q = 0; q < P; q++)
@@ -192,7 +192,7 @@ static void pool_bwd(const bp_opctx *c, const bp_real *dy, bp_real *dx)
     }
     const int32_t *arg = c->state;
     size_t O = (size_t)g.OH * g.OW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)g.N * g.C * O))
     for (int pc = 0; pc < g.N * g.C; pc++) {
         bp_real *xp = dx + (size_t)pc * g.H * g.W;
         for (size_t q = 0; q < O; q++) {
@@ -240,7 +240,7 @@ bp_status bp_pool_rop_forward(bp_opctx *c)
     const int32_t *arg = c->state;
     size_t O = (size_t)g.OH * g.OW;
     const bp_real *rx = c->rx[0];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((size_t)g.N * g.C * O))
     for (int pc = 0; pc < g.N * g.C; pc++)
         for (size_t q = 0; q < O; q++) {
             int32_t a = arg[(size_t)pc * O + q];
