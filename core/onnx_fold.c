@@ -353,6 +353,53 @@ static bp_status fold_cast(const Onnx__NodeProto *n, const bp_const *x, bp_const
     return BP_OK;
 }
 
+/* Transpose of a constant: exporters write Transpose(W) before MatMul for
+ * Linear layers without bias. */
+static bp_status fold_transpose(const Onnx__NodeProto *n, const bp_const *x, bp_const *out)
+{
+    int64_t perm[BP_MAX_DIMS];
+    const Onnx__AttributeProto *a = bp_onnx_attr(n, "perm");
+    if (a) {
+        if (a->n_ints != (size_t)x->ndim)
+            return bp_error(BP_ERR_FORMAT, "Transpose perm has %zu entries for a %d-D tensor",
+                            a->n_ints, x->ndim);
+        memcpy(perm, a->ints, a->n_ints * sizeof *perm);
+    } else {
+        for (int k = 0; k < x->ndim; k++)
+            perm[k] = x->ndim - 1 - k;
+    }
+    int64_t od[BP_MAX_DIMS], xs[BP_MAX_DIMS];
+    char seen[BP_MAX_DIMS] = {0};
+    for (int k = 0; k < x->ndim; k++) {
+        if (perm[k] < 0 || perm[k] >= x->ndim || seen[perm[k]])
+            return bp_error(BP_ERR_FORMAT, "Transpose perm is not a permutation");
+        seen[perm[k]] = 1;
+        od[k] = x->dims[perm[k]];
+    }
+    /* strides of x */
+    int64_t stride = 1;
+    for (int k = x->ndim - 1; k >= 0; k--) {
+        xs[k] = stride;
+        stride *= x->dims[k];
+    }
+    bp_status st = bp_const_alloc(out, x->kind, x->ndim, od);
+    if (st)
+        return st;
+    int64_t idx[BP_MAX_DIMS] = {0};
+    for (size_t o = 0; o < out->numel; o++) {
+        size_t src = 0;
+        for (int k = 0; k < x->ndim; k++)
+            src += (size_t)(idx[k] * xs[perm[k]]);
+        copy_elem(out, o, x, src);
+        for (int k = x->ndim - 1; k >= 0; k--) {
+            if (++idx[k] < od[k])
+                break;
+            idx[k] = 0;
+        }
+    }
+    return BP_OK;
+}
+
 bp_status bp_onnx_fold(const Onnx__NodeProto *n, const bp_const *const *in, int nin,
                        const int64_t *act_dims, int act_ndim, bp_const *out)
 {
@@ -384,6 +431,8 @@ bp_status bp_onnx_fold(const Onnx__NodeProto *n, const bp_const *const *in, int 
         return fold_slice(n, in, nin, out);
     if (strcmp(op, "Cast") == 0)
         return fold_cast(n, in[0], out);
+    if (strcmp(op, "Transpose") == 0)
+        return fold_transpose(n, in[0], out);
     if (strcmp(op, "Identity") == 0)
         return reshape_copy(in[0], in[0]->ndim, in[0]->dims, out);
     return bp_error(BP_ERR_UNSUPPORTED, "unsupported op");

@@ -289,7 +289,7 @@ static bp_status scalar_input(ctx *c, const Onnx__NodeProto *n, size_t k, float 
 static int is_fold_op(const char *op)
 {
     static const char *const ops[] = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze",
-                                      "Concat", "Slice", "Cast"};
+                                      "Concat", "Slice", "Cast", "Transpose"};
     for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
         if (strcmp(op, ops[k]) == 0)
             return 1;

@@ -162,6 +162,8 @@ def run(model, x):
         elif op == "Squeeze":
             axes = a.get("axes") or (ins[1].tolist() if len(ins) > 1 and ins[1] is not None else None)
             y = np.squeeze(ins[0], axis=tuple(axes) if axes else None)
+        elif op == "Transpose":
+            y = np.transpose(ins[0], a.get("perm"))
         elif op == "Concat":
             y = np.concatenate(ins, axis=a.get("axis", 0))
         elif op == "Cast":
