@@ -77,11 +77,6 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int sig_same(const bp_lat_sig *a, const bp_lat_sig *b)
-{
-    return !memcmp(a, b, sizeof *a);
-}
-
 bp_status bp_profile_import_hawq_csv(const char *path, bp_profile **out)
 {
     *out = NULL;
@@ -211,7 +206,7 @@ bp_status bp_profile_import_hawq_csv(const char *path, bp_profile **out)
         }
         r->group_id = nrows;
         for (int q = 0; q < nrows; q++)
-            if (sig_same(&rows[q].sig, s)) {
+            if (bp_lat_sig_equal(&rows[q].sig, s)) {
                 if (rows[q].macs != r->macs) {
                     st = bp_error(BP_ERR_FORMAT, "%s:%d: layer %s has the signature of %s but "
                                   "different MACs", path, lineno, r->layer, rows[q].layer);

@@ -351,7 +351,7 @@ bp_status bp_latency_measure_graph(const bp_graph *g, const bp_measure_opts *o,
         first[i] = i;
         for (int j = 0; j < i; j++) {
             bp_lat_sig sj = bp_lat_sig_of_layer(&layers[j], o->batch);
-            if (!memcmp(&si, &sj, sizeof si)) {
+            if (bp_lat_sig_equal(&si, &sj)) {
                 first[i] = first[j];
                 break;
             }

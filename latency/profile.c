@@ -39,7 +39,7 @@ void bp_profile_free(bp_profile *p)
     free(p);
 }
 
-static int sig_equal(const bp_lat_sig *a, const bp_lat_sig *b)
+int bp_lat_sig_equal(const bp_lat_sig *a, const bp_lat_sig *b)
 {
     return a->op == b->op && a->cin == b->cin && a->cout == b->cout && a->kh == b->kh &&
            a->kw == b->kw && a->stride == b->stride && a->group == b->group &&
@@ -51,7 +51,8 @@ int bp_profile_find(const bp_profile *p, const bp_lat_sig *s, int b_w, int b_a)
     /* Profiles hold at most a few thousand entries; a linear scan keeps the
      * table in file order and costs nothing next to an ILP solve. */
     for (int i = 0; i < p->n; i++)
-        if (p->e[i].b_w == b_w && p->e[i].b_a == b_a && sig_equal(&p->e[i].sig, s))
+        if (p->e[i].b_w == b_w && p->e[i].b_a == b_a &&
+            bp_lat_sig_equal(&p->e[i].sig, s))
             return i;
     return -1;
 }
@@ -196,7 +197,8 @@ bp_status bp_profile_validate(const bp_profile *p, const char *name)
             return bp_error(BP_ERR_FORMAT, "%s: entry %d: field 'source': must be \"measured\" "
                             "or \"modeled\"", name, i);
         for (int j = 0; j < i; j++)
-            if (p->e[j].b_w == e->b_w && p->e[j].b_a == e->b_a && sig_equal(&p->e[j].sig, s))
+            if (p->e[j].b_w == e->b_w && p->e[j].b_a == e->b_a &&
+                bp_lat_sig_equal(&p->e[j].sig, s))
                 return bp_error(BP_ERR_FORMAT, "%s: entry %d: duplicate key: same signature "
                                 "and (b_w, b_a) = (%d, %d) as entry %d", name, i, e->b_w,
                                 e->b_a, j);

@@ -92,6 +92,10 @@ bp_status bp_profile_add(bp_profile *p, const bp_profile_entry *e);
 /* Index of the entry with this signature and bits, or -1. */
 int bp_profile_find(const bp_profile *p, const bp_lat_sig *s, int b_w, int b_a);
 
+/* Whether two signatures are the same key (field by field; never memcmp a
+ * struct with padding). */
+int bp_lat_sig_equal(const bp_lat_sig *a, const bp_lat_sig *b);
+
 /* Signature of a model layer at the given batch. */
 bp_lat_sig bp_lat_sig_of_layer(const bp_layer *L, int batch);
 

@@ -1,7 +1,9 @@
 /* Latency profiles: parsing and validation errors, save/load round trip,
  * exact lookup, the fallbacks (promotion, log-log interpolation, roofline)
  * against values worked by hand, the HAWQ-V3 T4 import against the CSV's own
- * numbers, and the shipped profiles. */
+ * numbers, the shipped profiles, and the host measurement driver (its
+ * bookkeeping, not its speed: timings are machine-dependent; the int4/int8
+ * ordering is a benchmark, bench/latency_fc.c). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "latency/measure.h"
 #include "latency/profile.h"
 
 #define HEAD                                                                              \
@@ -566,4 +569,143 @@ Test(t4, shipped_profiles)
     cr_assert_eq(how, BP_LAT_ROOFLINE);
     cr_assert_float_eq(ms, 0.0142283697230769, 1e-12);
     bp_profile_free(p);
+}
+
+/* ---- host measurement ------------------------------------------------------ */
+
+Test(measure, one_layer_statistics)
+{
+    bp_measure_opts o;
+    bp_measure_opts_default(&o);
+    o.reps = 7;
+    o.warmup = 1;
+    o.min_rep_ms = 0.05;
+    bp_layer L = conv_layer("c", 8, 16, 3, 1, 10, 8 * 16 * 9 * 100);
+    bp_lat_timing t;
+    cr_assert_eq(bp_latency_time_layer(&L, NULL, 4, 8, &o, &t), BP_OK, "%s", bp_last_error());
+    cr_assert(t.min_ms > 0);
+    cr_assert(t.min_ms <= t.q1_ms && t.q1_ms <= t.median_ms && t.median_ms <= t.q3_ms &&
+              t.q3_ms <= t.max_ms, "%g %g %g %g %g", t.min_ms, t.q1_ms, t.median_ms, t.q3_ms,
+              t.max_ms);
+    cr_assert_geq(t.inner, 1);
+    /* batch split over two threads runs too */
+    o.batch = 3;
+    o.threads = 2;
+    cr_assert_eq(bp_latency_time_layer(&L, NULL, 8, 8, &o, &t), BP_OK, "%s", bp_last_error());
+    cr_assert(t.median_ms > 0);
+    /* what the host kernels cannot run is said, not guessed */
+    cr_assert_eq(bp_latency_time_layer(&L, NULL, 16, 16, &o, &t), BP_ERR_UNSUPPORTED);
+    cr_assert(strstr(bp_last_error(), "'c'") && strstr(bp_last_error(), "W16A16"));
+    cr_assert_eq(bp_latency_time_layer(&L, NULL, 4, 12, &o, &t), BP_ERR_UNSUPPORTED);
+}
+
+typedef struct {
+    int calls, reused;
+    int order_ok;
+    int last_layer, last_cand;
+} progress_log;
+
+static void on_progress(const bp_measure_event *ev, void *ctx)
+{
+    progress_log *lg = ctx;
+    int idx = ev->layer * ev->ncand + ev->cand;
+    if (idx != lg->last_layer * ev->ncand + lg->last_cand + 1)
+        lg->order_ok = 0;
+    lg->last_layer = ev->layer;
+    lg->last_cand = ev->cand;
+    lg->calls++;
+    lg->reused += ev->reused;
+}
+
+/* conv1 3->8, conv2 8->8, conv3 8->8 (the signature of conv2), fc 512->10. */
+static bp_graph *small_graph(void)
+{
+    bp_graph *g = bp_graph_new();
+    int64_t xd[4] = {-1, 3, 8, 8}, w1[4] = {8, 3, 3, 3}, w2[4] = {8, 8, 3, 3};
+    int x = bp_graph_add_input(g, "x", 4, xd);
+    bp_attrs a = bp_attrs_default();
+    a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = 1;
+    int in[2] = {x, bp_graph_add_param(g, "conv1.weight", 4, w1, NULL)};
+    int y = bp_graph_add_node(g, BP_OP_CONV, "c1", in, 2, "y1", &a);
+    int rin[1] = {y};
+    bp_attrs r = bp_attrs_default();
+    y = bp_graph_add_node(g, BP_OP_RELU, "r1", rin, 1, "z1", &r);
+    in[0] = y;
+    in[1] = bp_graph_add_param(g, "conv2.weight", 4, w2, NULL);
+    y = bp_graph_add_node(g, BP_OP_CONV, "c2", in, 2, "y2", &a);
+    in[0] = y;
+    in[1] = bp_graph_add_param(g, "conv3.weight", 4, w2, NULL);
+    y = bp_graph_add_node(g, BP_OP_CONV, "c3", in, 2, "y3", &a);
+    bp_attrs f = bp_attrs_default();
+    rin[0] = y;
+    int fl = bp_graph_add_node(g, BP_OP_FLATTEN, "f", rin, 1, "flat", &f);
+    int64_t gw[2] = {10, 512};
+    bp_attrs ga = bp_attrs_default();
+    ga.trans_b = 1;
+    int gin[2] = {fl, bp_graph_add_param(g, "fc.weight", 2, gw, NULL)};
+    cr_assert_geq(bp_graph_add_node(g, BP_OP_GEMM, "fc", gin, 2, "logits", &ga), 0, "%s",
+                  bp_last_error());
+    return g;
+}
+
+Test(measure, graph_profile_bookkeeping)
+{
+    bp_graph *g = small_graph();
+    int wb[2] = {4, 8}, ab[2] = {4, 8};
+    bp_measure_opts o;
+    bp_measure_opts_default(&o);
+    o.ncand = 2;
+    o.wbits = wb;
+    o.abits = ab;
+    o.batch = 2;
+    o.threads = 2;
+    o.reps = 5;
+    o.warmup = 1;
+    o.min_rep_ms = 0.02;
+    progress_log lg = {0, 0, 1, 0, -1};
+    o.progress = on_progress;
+    o.ctx = &lg;
+    bp_profile *p = NULL;
+    cr_assert_eq(bp_latency_measure_graph(g, &o, &p), BP_OK, "%s", bp_last_error());
+    cr_assert_eq(lg.calls, 4 * 2, "one progress call per layer and candidate");
+    cr_assert(lg.order_ok, "progress in layer-major order");
+    cr_assert_eq(lg.reused, 2, "conv3 has conv2's signature: not timed again");
+    cr_assert_eq(p->n, 3 * 2);
+    cr_assert_eq(p->batch, 2);
+    cr_assert_eq(p->threads, 2);
+    cr_assert_eq(p->repetitions, 5);
+    cr_assert_eq(p->warmup, 1);
+    cr_assert_not_null(p->date);
+    cr_assert(strncmp(p->device, "host: ", 6) == 0, "%s", p->device);
+    for (int i = 0; i < p->n; i++) {
+        cr_assert_eq(p->e[i].source, BP_LAT_MEASURED);
+        cr_assert_eq(p->e[i].spread, BP_SPREAD_IQR);
+        cr_assert(p->e[i].lo_ms <= p->e[i].latency_ms && p->e[i].latency_ms <= p->e[i].hi_ms);
+        cr_assert(p->e[i].latency_ms > 0);
+    }
+    /* every layer of the model now has an exact entry at every candidate */
+    bp_layer *ls;
+    int n;
+    cr_assert_eq(bp_graph_layers(g, &ls, &n), BP_OK);
+    cr_assert_eq(n, 4);
+    double lat[8];
+    int how[8];
+    cr_assert_eq(bp_profile_latency_table(p, ls, n, wb, ab, 2, lat, how), BP_OK, "%s",
+                 bp_last_error());
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(how[i], BP_LAT_EXACT, "cell %d", i);
+    cr_assert_eq(lat[2 * 1 + 0], lat[2 * 2 + 0], "conv2 and conv3 share an entry");
+    /* the fc entry is a Gemm keyed with unit spatial fields, cin 512 */
+    bp_lat_sig s = bp_lat_sig_of_layer(&ls[3], 2);
+    int e = bp_profile_find(p, &s, 8, 8);
+    cr_assert(e >= 0);
+    cr_assert_eq(p->e[e].sig.op, BP_OP_GEMM);
+    cr_assert_eq(p->e[e].sig.cin, 512);
+    cr_assert_eq(p->e[e].macs, 5120);
+    s = bp_lat_sig_of_layer(&ls[1], 2);
+    e = bp_profile_find(p, &s, 4, 4);
+    cr_assert(strstr(p->e[e].note, "conv2, conv3") != NULL, "%s", p->e[e].note);
+    free(ls);
+    bp_profile_free(p);
+    bp_graph_free(g);
 }
