@@ -615,6 +615,14 @@ static bp_status load_node(ctx *c, const Onnx__NodeProto *n)
     const char *op = c->op;
     if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
         return node_err(c, BP_ERR_UNSUPPORTED, "op domain '%s' is not supported", n->domain);
+    static const char *const graph_ops[] = {
+        "Identity", "Dropout", "Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "Relu", "Clip",
+        "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape"};
+    int known = is_fold_op(op);
+    for (size_t k = 0; !known && k < sizeof graph_ops / sizeof *graph_ops; k++)
+        known = strcmp(op, graph_ops[k]) == 0;
+    if (!known)
+        return node_err(c, BP_ERR_UNSUPPORTED, "unsupported op");
     if (n->n_output < 1 || !n->output[0][0])
         return node_err(c, BP_ERR_FORMAT, "node has no output");
     if (is_fold_op(op))
