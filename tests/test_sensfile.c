@@ -240,8 +240,8 @@ Test(sensfile, csv_view_has_flattened_columns)
         "dw2_b2,omega_b2,dw2_b4,omega_b4,dw2_b8,omega_b8,act_trace,act_stderr,act_omega_a4,"
         "act_omega_a8\n";
     cr_assert_eq(strncmp(text, hdr, strlen(hdr)), 0, "header:\n%.400s", text);
-    /* Layer 1: quoted name, no eigenvalue... no: layer 1 has an eigenvalue,
-     * layer 0 has none; dw2 at 4 bits is unknown (empty cell). */
+    /* Layer 0: no eigenvalue and no dw2 at 4 bits (empty cells), no
+     * activation terms (four empty cells at the end). */
     char row0[512];
     snprintf(row0, sizeof row0,
              "0,l0,Conv,-1x3x32x31,-1x16x16x15,3,16,3,1,2,1,32,31,16,15,1000,123456789012,27,1,"
