@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "latency/measure.h"
@@ -708,4 +709,59 @@ Test(measure, graph_profile_bookkeeping)
     free(ls);
     bp_profile_free(p);
     bp_graph_free(g);
+}
+
+/* ---- the command line ------------------------------------------------------ */
+
+/* `bitplan latency import-csv` reproduces the shipped T4 entries, and `show`
+ * prints them. Runs bin/bitplan (built by `make tests` before the suites). */
+Test(cli, import_csv_reproduces_shipped_profile)
+{
+    char dir[] = "/tmp/bp_latcli_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[1024], path[256];
+    snprintf(path, sizeof path, "%s/t4.json", dir);
+    snprintf(cmd, sizeof cmd, "bin/bitplan latency import-csv profiles/src/t4_resnet18_latency.csv "
+             "-o %s --units 4,8 --device T4 --quiet", path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    bp_profile *a = NULL, *b = NULL;
+    cr_assert_eq(bp_profile_load(path, &a), BP_OK, "%s", bp_last_error());
+    cr_assert_eq(bp_profile_load("profiles/t4-resnet18.json", &b), BP_OK, "%s", bp_last_error());
+    cr_assert_eq(a->n, b->n);
+    cr_assert_eq(a->nunits, 2);
+    for (int i = 0; i < a->n; i++) {
+        cr_assert(bp_lat_sig_equal(&a->e[i].sig, &b->e[i].sig), "entry %d", i);
+        cr_assert_eq(a->e[i].b_w, b->e[i].b_w);
+        cr_assert_eq(a->e[i].latency_ms, b->e[i].latency_ms, "entry %d", i);
+        cr_assert_eq(a->e[i].lo_ms, b->e[i].lo_ms);
+        cr_assert_eq(a->e[i].hi_ms, b->e[i].hi_ms);
+    }
+    bp_profile_free(a);
+    bp_profile_free(b);
+
+    snprintf(cmd, sizeof cmd, "bin/bitplan latency show %s", path);
+    FILE *fp = popen(cmd, "r");
+    cr_assert_not_null(fp);
+    char buf[65536];
+    size_t got = fread(buf, 1, sizeof buf - 1, fp);
+    buf[got] = 0;
+    cr_assert_eq(pclose(fp), 0);
+    cr_assert(strstr(buf, "0.336655") && strstr(buf, "min/max") && strstr(buf, "W8A8"), "%s", buf);
+
+    /* a bad profile: exit status 1 and a message naming the file */
+    snprintf(path, sizeof path, "%s/bad.json", dir);
+    FILE *bad = fopen(path, "w");
+    fputs(HEAD E_CONV(8, "-1") TAIL, bad);
+    fclose(bad);
+    snprintf(cmd, sizeof cmd, "bin/bitplan latency show %s 2>%s/err.txt", path, dir);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "rc %d", rc);
+    snprintf(cmd, sizeof cmd, "%s/err.txt", dir);
+    FILE *ef = fopen(cmd, "r");
+    got = fread(buf, 1, sizeof buf - 1, ef);
+    buf[got] = 0;
+    fclose(ef);
+    cr_assert(strstr(buf, "bad.json: entry 0: field 'latency_ms'"), "%s", buf);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
 }
