@@ -12,6 +12,7 @@
 #include "latency/profile.h"
 
 #define MAX_CAND 64
+#define DEFAULT_BITS "w2a4,w3a4,4,5,6,7,8"
 
 static void usage(FILE *fp)
 {
@@ -28,7 +29,8 @@ static void usage(FILE *fp)
         "  measure     times every Conv/Gemm/MatMul layer at every candidate with bitplan's\n"
         "              integer kernels: W warm-up runs, R repetitions (median and IQR kept),\n"
         "              T OpenMP threads (the batch is split across them). Defaults: --bits\n"
-        "              2,3,4,5,6,7,8, --batch 1, --threads 1, --reps 30, --warmup 3,\n"
+        "              " DEFAULT_BITS " (what bitplan ilp asks for), --batch 1,\n"
+        "              --threads 1, --reps 30, --warmup 3,\n"
         "              --min-rep-ms 0.5 (kernel runs per repetition chosen to last that long).\n"
         "              Progress on stderr unless --quiet.\n"
         "  show        without MODEL: the profile's entries; with MODEL: latency (ms) of each\n"
@@ -154,7 +156,8 @@ static int do_measure(int argc, char **argv)
 {
     const char *model = NULL, *outp = NULL, *device = NULL;
     int wb[MAX_CAND], ab[MAX_CAND];
-    int nc = parse_bits("2,3,4,5,6,7,8", wb, ab, MAX_CAND);
+    /* the ILP's default candidates: weight bits 2..8 with a = max(w, 4) */
+    int nc = parse_bits(DEFAULT_BITS, wb, ab, MAX_CAND);
     bp_measure_opts o;
     bp_measure_opts_default(&o);
     for (int i = 1; i < argc; i++) {

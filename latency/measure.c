@@ -321,8 +321,17 @@ bp_status bp_latency_measure_graph(const bp_graph *g, const bp_measure_opts *o,
     char cpu[256], dev[300], host[400], date[32];
     bp_host_cpu_name(cpu, sizeof cpu);
     snprintf(dev, sizeof dev, "host: %s", cpu);
-    snprintf(host, sizeof host, "%s; %d cpus; integer kernels: %s", cpu, omp_get_num_procs(),
-             bp_qkern_name(bp_qkern_active()));
+    /* The load average says how much other work shared the machine: the
+     * timings of a busy host are worth less, and the reader should know. */
+    double load = -1;
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (fscanf(lf, "%lf", &load) != 1)
+            load = -1;
+        fclose(lf);
+    }
+    snprintf(host, sizeof host, "%s; %d cpus; integer kernels: %s; load average %.2f at start",
+             cpu, omp_get_num_procs(), bp_qkern_name(bp_qkern_active()), load);
     time_t now = time(NULL);
     struct tm tmv;
     gmtime_r(&now, &tmv);
