@@ -145,7 +145,8 @@ static Onnx__TensorProto *tensor_new(arena *a, const char *name, int dtype, int 
     t->name = astr(a, name);
     t->has_data_type = 1;
     t->data_type = dtype;
-    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    if (ndim > 0)
+        memcpy(d, dims, (size_t)ndim * sizeof *d);
     t->n_dims = (size_t)ndim;
     t->dims = d;
     memcpy(raw, data, bytes);

@@ -94,7 +94,8 @@ static uint8_t *bind_inputs(const char *model_path, const char *set_dir, size_t 
     size_t real = 0, ninit0 = gp->n_initializer;
     Onnx__TensorProto **added = calloc(gp->n_input + 1, sizeof *added);
     Onnx__TensorProto **inits = malloc((ninit0 + gp->n_input + 1) * sizeof *inits);
-    memcpy(inits, gp->initializer, ninit0 * sizeof *inits);
+    if (ninit0)
+        memcpy(inits, gp->initializer, ninit0 * sizeof *inits);
     size_t ninit = ninit0, nadded = 0;
     uint8_t *packed = NULL;
     for (size_t k = 0; k < gp->n_input; k++) {
