@@ -4,9 +4,19 @@
  * compute-bound peer in the same run, a 3x3 conv 64->64 on 56x56, at every
  * weight width the integer kernels support, with the same method as
  * `bitplan latency measure` (bp_latency_time_layer). Prints medians, IQRs and
- * the int8/int4 ratio of each layer. */
+ * the int8/int4 ratio of each layer.
+ *
+ * A peer in the same run tells "int4 is not faster" apart from "the layer is
+ * not memory bound": OpenBLAS sgemv on the same 4096x4096 layer in fp32 (64
+ * MiB, memory bound: its GB/s is a floor for what this host's memory gives).
+ * If the int kernels read their weights far slower than that, they are
+ * compute bound and halving the weight bytes cannot show. */
+#include <cblas.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "latency/measure.h"
 #include "quant/qkernels.h"
@@ -28,6 +38,57 @@ static void run(const char *title, const bp_layer *L, bp_measure_opts *o)
                bytes / 1048576.0, bytes / (t[b].median_ms * 1e-3) / 1e9);
     }
     printf("  int8/int4 median ratio: %.3f (>1: int4 faster)\n\n", t[8].median_ms / t[4].median_ms);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+enum { N = 4096, REPS = 21 };
+
+/* Median ms of REPS runs of `call` (after one warm-up run). */
+#define TIME_MEDIAN(out, call)                                  \
+    do {                                                        \
+        double t_[REPS];                                        \
+        call;                                                   \
+        for (int r_ = 0; r_ < REPS; r_++) {                     \
+            double t0_ = now_ms();                              \
+            call;                                               \
+            t_[r_] = now_ms() - t0_;                            \
+        }                                                       \
+        qsort(t_, REPS, sizeof *t_, cmp_double);                \
+        out = t_[REPS / 2];                                     \
+    } while (0)
+
+static void peer_sgemv(void)
+{
+    float *wf = malloc((size_t)N * N * sizeof *wf), *xf = malloc(N * sizeof *xf),
+          *yf = malloc(N * sizeof *yf);
+    if (!wf || !xf || !yf) {
+        fprintf(stderr, "latency_fc: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < (size_t)N * N; i++)
+        wf[i] = (float)((i * 7) % 13) - 6.0f;
+    for (int i = 0; i < N; i++)
+        xf[i] = (float)(i % 5);
+    double t32;
+    openblas_set_num_threads(1);
+    TIME_MEDIAN(t32, cblas_sgemv(CblasRowMajor, CblasNoTrans, N, N, 1.0f, wf, N, xf, 1, 0.0f, yf, 1));
+    printf("peer: OpenBLAS sgemv fp32, batch-1 4096x4096, 1 thread, median of %d: %.4f ms, "
+           "%.2f GB/s of weights\n", REPS, t32, 64.0 * 1048576 / (t32 * 1e-3) / 1e9);
+    free(wf);
+    free(xf);
+    free(yf);
 }
 
 int main(void)
@@ -59,5 +120,6 @@ int main(void)
     cv.params = 64 * 64 * 9;
     cv.macs = (int64_t)64 * 64 * 9 * 56 * 56;
     run("3x3 conv 64->64 at 56x56 (compute bound)", &cv, &o);
+    peer_sgemv();
     return 0;
 }
