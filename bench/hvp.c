@@ -1,0 +1,222 @@
+/* bench/hvp — cost of an exact Hessian-vector product against a gradient on
+ * the same model and data, and (optionally) a Hutchinson trace run and a
+ * full `bitplan sensitivity` run at default settings.
+ *
+ *   build/bench/hvp [--model M.onnx] [--samples 512] [--batch 64] [--reps 3]
+ *                   [--threads T] [--probes P --json traces.json] [--full-run]
+ *
+ * Without --model it uses models/resnet8.onnx when present, else the built-in
+ * ResNet-8 graph (bp_arch_build, seed 1, untrained). Both passes run over the
+ * same first N samples of fashion-mnist:train in batches: a gradient is
+ * forward + loss + backward per batch; an HVP is the model operator
+ * (sensitivity/hvp_op.c, forward + R-forward + R-backward per batch). Figures
+ * are medians over --reps. Target: an HVP costs at most 2.5 gradients.
+ *
+ * --probes P runs P joint Rademacher probes (no early stop) and writes the
+ * per-layer traces with standard errors to --json, for bench/hvp_torch.py to
+ * compare against PyTorch (bench/hvp_compare.sh runs both). */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/data.h"
+#include "core/exec.h"
+#include "core/fileio.h"
+#include "core/onnx.h"
+#include "sensitivity/sensitivity.h"
+#include "train/arch.h"
+
+void openblas_set_num_threads(int);
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void die(bp_status st)
+{
+    fprintf(stderr, "bench/hvp: %s\n", bp_last_error()[0] ? bp_last_error() : bp_strerror(st));
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = NULL, *json = NULL, *data = "fashion-mnist:train";
+    int samples = 512, batch = 64, reps = 3, threads = 0, probes = 0, full = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if (!strcmp(a, "--samples") && v) samples = atoi(argv[++i]);
+        else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--reps") && v) reps = atoi(argv[++i]);
+        else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--probes") && v) probes = atoi(argv[++i]);
+        else if (!strcmp(a, "--json") && v) json = argv[++i];
+        else if (!strcmp(a, "--data") && v) data = argv[++i];
+        else if (!strcmp(a, "--full-run")) full = 1;
+        else {
+            fprintf(stderr, "usage: %s [--model M.onnx] [--samples N] [--batch B] [--reps R] [--threads T] "
+                            "[--probes P --json FILE] [--full-run] [--data SPEC]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    if (reps < 1)
+        reps = 1;
+    bp_status st;
+    bp_graph *g;
+    if (!model && access("models/resnet8.onnx", R_OK) == 0)
+        model = "models/resnet8.onnx";
+    if (model) {
+        if ((st = bp_onnx_load(model, &g)))
+            die(st);
+    } else if ((st = bp_arch_build("resnet8", 1, 28, 28, 10, 1, &g))) {
+        die(st);
+    }
+    bp_data_opts dopt = bp_data_opts_default();
+    dopt.limit = samples;
+    bp_dataset ds;
+    if ((st = bp_dataset_load(data, &dopt, &ds)))
+        die(st);
+    samples = ds.n;
+    size_t per = (size_t)ds.c * ds.h * ds.w;
+    printf("bench/hvp: model %s, %zu parameters, %d samples of %s in batches of %d, %d threads, %d reps\n",
+           model ? model : "built-in resnet8 (untrained)", g->nparams, samples, data, batch,
+           omp_get_max_threads(), reps);
+
+    /* Gradient: forward + loss + backward over every batch. */
+    bp_exec *ex = bp_exec_new(g, batch, BP_EXEC_GRAD);
+    if (!ex)
+        die(BP_ERR_NOMEM);
+    bp_real *grad = calloc(g->nparams, sizeof *grad);
+    double *tg = malloc(reps * sizeof *tg), *th = malloc(reps * sizeof *th);
+    for (int r = 0; r < reps + 1; r++) { /* the first pass warms up */
+        double t0 = now();
+        memset(grad, 0, g->nparams * sizeof *grad);
+        for (int s0 = 0; s0 < samples; s0 += batch) {
+            int nb = samples - s0 < batch ? samples - s0 : batch;
+            if ((st = bp_forward(ex, g->params, ds.x + s0 * per, nb, BP_MODE_INFER)) ||
+                (st = bp_loss_softmax_ce(ex, ds.y + s0, NULL, NULL)) ||
+                (st = bp_backward(ex, g->params, grad)))
+                die(st);
+        }
+        if (r)
+            tg[r - 1] = now() - t0;
+    }
+    bp_exec_free(ex);
+
+    /* HVP through the model operator (the path `bitplan sensitivity` uses). */
+    bp_model_op *m;
+    if ((st = bp_model_op_new_memory(g, ds.x, ds.y, samples, batch, &m)))
+        die(st);
+    bp_linop op = bp_model_op_linop(m);
+    double *v = malloc(op.n * sizeof *v), *hv = malloc(op.n * sizeof *hv);
+    for (size_t i = 0; i < op.n; i++)
+        v[i] = (i * 2654435761u) >> 31 & 1 ? 1 : -1;
+    for (int r = 0; r < reps + 1; r++) {
+        double t0 = now();
+        if ((st = op.apply(op.ctx, v, hv)))
+            die(st);
+        if (r)
+            th[r - 1] = now() - t0;
+    }
+    double sg = median(tg, reps), sh = median(th, reps);
+    printf("seconds per gradient  %.4f  (median of %d)\n", sg, reps);
+    printf("seconds per HVP       %.4f  (median of %d)\n", sh, reps);
+    printf("HVP / gradient        %.2f  (target <= 2.5: %s)\n", sh / sg, sh / sg <= 2.5 ? "met" : "NOT met");
+
+    if (probes > 0) {
+        const bp_layer *L;
+        const bp_block *B;
+        int nl = bp_model_op_layers(m, &L, &B);
+        bp_trace_opts to = bp_trace_opts_default();
+        to.tol = 1e-300; /* fixed probe count: no early stop */
+        to.min_probes = to.max_probes = probes;
+        bp_trace_est *e = calloc(nl, sizeof *e);
+        double t0 = now();
+        if ((st = bp_hutchinson(&op, B, nl, &to, e, NULL, NULL)))
+            die(st);
+        double th_all = now() - t0;
+        printf("hutchinson: %d joint probes in %.2f s\n", probes, th_all);
+        for (int l = 0; l < nl; l++)
+            printf("  %-24s trace %12.6g  se %10.4g\n", L[l].name, e[l].mean, e[l].se);
+        if (json) {
+            bp_out out;
+            if ((st = bp_out_open(&out, json)))
+                die(st);
+            fprintf(out.fp, "{\"model\": \"%s\", \"samples\": %d, \"batch\": %d, \"threads\": %d, \"probes\": %d,\n"
+                            " \"sec_per_grad\": %.6f, \"sec_per_hvp\": %.6f, \"loss\": %.9g,\n \"layers\": [\n",
+                    model ? model : "", samples, batch, omp_get_max_threads(), probes, sg, sh, bp_model_op_loss(m));
+            for (int l = 0; l < nl; l++)
+                fprintf(out.fp, "  {\"name\": \"%s\", \"params\": %zu, \"trace\": %.9g, \"se\": %.9g}%s\n", L[l].name,
+                        L[l].params, e[l].mean, e[l].se, l + 1 < nl ? "," : "");
+            fprintf(out.fp, " ]}\n");
+            if ((st = bp_out_commit(&out)))
+                die(st);
+        }
+        free(e);
+    } else if (json) {
+        bp_out out;
+        if ((st = bp_out_open(&out, json)))
+            die(st);
+        fprintf(out.fp, "{\"samples\": %d, \"batch\": %d, \"threads\": %d, \"sec_per_grad\": %.6f, \"sec_per_hvp\": %.6f}\n",
+                samples, batch, omp_get_max_threads(), sg, sh);
+        if ((st = bp_out_commit(&out)))
+            die(st);
+    }
+    bp_model_op_free(m);
+
+    if (full) {
+        /* A full sensitivity run at default settings, as `bitplan
+         * sensitivity MODEL -o x.json` does it (streamed data). */
+        bp_stream *s;
+        bp_data_opts so = bp_data_opts_default();
+        bp_sens_opts o = bp_sens_opts_default();
+        so.limit = o.samples;
+        if ((st = bp_stream_open("fashion-mnist:train", &so, &s)))
+            die(st);
+        bp_sens sens;
+        bp_sens_report rep;
+        if ((st = bp_sens_run(g, s, model, &o, &sens, &rep, NULL, NULL)))
+            die(st);
+        int conv = 0;
+        for (int l = 0; l < sens.nlayers; l++)
+            conv += sens.layers[l].converged;
+        printf("full sensitivity run (defaults: %d samples, joint, tol %g, %d..%d probes): %.1f s, %ld HVPs, "
+               "%d of %d layers converged\n", o.samples, o.trace.tol, o.trace.min_probes, o.trace.max_probes,
+               rep.seconds, rep.products, conv, sens.nlayers);
+        free(rep.notes);
+        bp_sens_free(&sens);
+        bp_stream_close(s);
+    }
+    free(v);
+    free(hv);
+    free(grad);
+    free(tg);
+    free(th);
+    bp_dataset_free(&ds);
+    bp_graph_free(g);
+    return 0;
+}
