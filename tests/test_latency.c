@@ -765,3 +765,44 @@ Test(cli, import_csv_reproduces_shipped_profile)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* The log-log fit on the shipped T4 profile against numpy (tools/t4_fit_ref.py,
+ * which fits straight from the CSV): the first conv and the FC of ResNet-18,
+ * which the table lacks, at W8A8, W4A4 and a promoted W6A6 / W2A4. */
+Test(t4, interpolation_matches_numpy)
+{
+    bp_profile *p = NULL;
+    cr_assert_eq(bp_profile_load("profiles/t4-resnet18.json", &p), BP_OK, "%s", bp_last_error());
+    bp_layer c1 = conv_layer("conv1", 3, 64, 7, 2, 224, 118013952);
+    bp_layer fc;
+    memset(&fc, 0, sizeof fc);
+    snprintf(fc.name, sizeof fc.name, "fc");
+    fc.op = BP_OP_GEMM;
+    fc.cin = 512;
+    fc.cout = 1000;
+    fc.kh = fc.kw = fc.stride = fc.group = 1;
+    fc.in_h = fc.in_w = fc.out_h = fc.out_w = 1;
+    fc.params = 512000;
+    fc.macs = 512000;
+    static const struct {
+        int conv, bw, ba;
+        double want;
+        int how;
+    } cases[] = {
+        {1, 8, 8, 0.366127133844745, BP_LAT_INTERP},
+        {1, 4, 4, 0.216120763447099, BP_LAT_INTERP},
+        {0, 8, 8, 0.00341967371880619, BP_LAT_INTERP},
+        {0, 4, 4, 0.00271453361366694, BP_LAT_INTERP},
+        {1, 6, 6, 0.366127133844745, BP_LAT_INTERP | BP_LAT_PROMOTED},
+        {0, 2, 4, 0.00271453361366694, BP_LAT_INTERP | BP_LAT_PROMOTED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        double ms;
+        int how;
+        cr_assert_eq(bp_profile_latency(p, cases[i].conv ? &c1 : &fc, cases[i].bw, cases[i].ba,
+                                        &ms, &how), BP_OK, "%s", bp_last_error());
+        cr_assert_eq(how, cases[i].how, "case %zu: how %d", i, how);
+        cr_assert_float_eq(ms, cases[i].want, 1e-9 * cases[i].want, "case %zu: %.15g", i, ms);
+    }
+    bp_profile_free(p);
+}
