@@ -4,6 +4,7 @@
  *
  *   build/bench/hvp [--model M.onnx] [--samples 512] [--batch 64] [--reps 3]
  *                   [--threads T] [--probes P --json traces.json] [--full-run]
+ *                   [--save-model M.onnx]
  *
  * Without --model it uses models/resnet8.onnx when present, else the built-in
  * ResNet-8 graph (bp_arch_build, seed 1, untrained). Both passes run over the
@@ -60,7 +61,7 @@ static void die(bp_status st)
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *json = NULL, *data = "fashion-mnist:train";
+    const char *model = NULL, *json = NULL, *data = "fashion-mnist:train", *save = NULL;
     int samples = 512, batch = 64, reps = 3, threads = 0, probes = 0, full = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -73,9 +74,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--json") && v) json = argv[++i];
         else if (!strcmp(a, "--data") && v) data = argv[++i];
         else if (!strcmp(a, "--full-run")) full = 1;
+        else if (!strcmp(a, "--save-model") && v) save = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--model M.onnx] [--samples N] [--batch B] [--reps R] [--threads T] "
-                            "[--probes P --json FILE] [--full-run] [--data SPEC]\n", argv[0]);
+                            "[--probes P --json FILE] [--full-run] [--data SPEC] [--save-model M.onnx]\n", argv[0]);
             return 2;
         }
     }
@@ -95,6 +97,9 @@ int main(int argc, char **argv)
     } else if ((st = bp_arch_build("resnet8", 1, 28, 28, 10, 1, &g))) {
         die(st);
     }
+    /* The model actually used, for bench/hvp_torch.py when no file was given. */
+    if (save && (st = bp_onnx_save(g, save)))
+        die(st);
     bp_data_opts dopt = bp_data_opts_default();
     dopt.limit = samples;
     bp_dataset ds;
@@ -170,8 +175,16 @@ int main(int argc, char **argv)
                             " \"sec_per_grad\": %.6f, \"sec_per_hvp\": %.6f, \"loss\": %.9g,\n \"layers\": [\n",
                     model ? model : "", samples, batch, omp_get_max_threads(), probes, sg, sh, bp_model_op_loss(m));
             for (int l = 0; l < nl; l++)
-                fprintf(out.fp, "  {\"name\": \"%s\", \"params\": %zu, \"trace\": %.9g, \"se\": %.9g}%s\n", L[l].name,
-                        L[l].params, e[l].mean, e[l].se, l + 1 < nl ? "," : "");
+            {
+                /* vᵀ(Hv) per layer for the fixed ±1 pattern v of the timing
+                 * run: deterministic, so the torch side must match it to
+                 * float rounding (a check that both run the same model). */
+                double vhv = 0;
+                for (size_t j = 0; j < B[l].len; j++)
+                    vhv += v[B[l].off + j] * hv[B[l].off + j];
+                fprintf(out.fp, "  {\"name\": \"%s\", \"params\": %zu, \"trace\": %.9g, \"se\": %.9g, \"vhv\": %.9g}%s\n",
+                        L[l].name, L[l].params, e[l].mean, e[l].se, vhv, l + 1 < nl ? "," : "");
+            }
             fprintf(out.fp, " ]}\n");
             if ((st = bp_out_commit(&out)))
                 die(st);
