@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/fileio.h"
+#include "ilp/ilp.h"
 #include "sensitivity/sensitivity.h"
 
 const char *bp_neg_name(bp_neg_policy p)
@@ -166,6 +167,10 @@ bp_status bp_sens_run(const bp_graph *g, bp_stream *s, const char *model_path,
             sl->cand[j].dw2 = dw2[j];
         }
     }
+
+    /* Layers meeting at one residual Add must share bits in the search. */
+    if ((st = bp_sens_set_residual_ties(out, g)))
+        goto fail;
 
     /* Traces. */
     if ((st = bp_hutchinson(&op, blocks, nl, &o->trace, est, progress, pctx)))
