@@ -23,60 +23,129 @@
 #define AVX2 __attribute__((target("avx2")))
 #define NR BP_QK_NR
 
-/* Panel of activations for pixels [0, np) of one block: A[sb][kp][NR] int32
- * pairs (low int16 = even k, high = odd k), zero beyond np and beyond k. */
+/* Panel of activations for a block of np pixels (padded to npad, a multiple
+ * of NR): A[kp][p] int32 pairs (low int16 = even k, high = odd k), zero
+ * beyond np and beyond k. Built one k row at a time into int16 rows, then two
+ * rows are interleaved into pairs with unpack instructions. */
+
+/* Row kk of the im2col matrix for pixels p0 .. p0+np-1 into t (int16). */
+AVX2 static void conv_row(const bp_qconv_params *p, int ow, const void *in, size_t in_total,
+                          size_t in_off, int kk, int p0, int np, int npad, int16_t *t)
+{
+    const int khw = p->kh * p->kw;
+    const int ci = kk / khw, ky = (kk / p->kw) % p->kh, kx = kk % p->kw;
+    const size_t cbase = in_off + (size_t)ci * p->h * p->w;
+    const int u8 = p->in_type == BP_QT_U8;
+    int q = 0;
+    while (q < np) {
+        int pix = p0 + q, oy = pix / ow, ox0 = pix % ow;
+        int run = ow - ox0 < np - q ? ow - ox0 : np - q; /* pixels left in this output row */
+        int iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+        int16_t *d = t + q;
+        if (iy < 0 || iy >= p->h) {
+            memset(d, 0, sizeof(int16_t) * run);
+        } else {
+            const size_t rb = cbase + (size_t)iy * p->w;
+            const int sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
+            /* input column of pixel j of the run: (ox0 + j)·sw + off; valid for j in [j0, j1) */
+            int j0 = off >= 0 ? 0 : (-off + sw - 1) / sw - ox0;
+            int j1 = (p->w - off + sw - 1) / sw - ox0;
+            j0 = j0 < 0 ? 0 : j0 > run ? run : j0;
+            j1 = j1 > run ? run : j1 < j0 ? j0 : j1;
+            for (int k = 0; k < j0; k++)
+                d[k] = 0;
+            const ptrdiff_t first = (ptrdiff_t)rb + (ptrdiff_t)(ox0 + j0) * sw + off;
+            int k = j0;
+            if (sw == 1) {
+                /* 16 at a time; the last vector may run past j1 (into this run's
+                 * right padding, zeroed below, or the next run, written after)
+                 * as long as the 16-byte load stays inside the input. */
+                const uint8_t *src = (const uint8_t *)in + first;
+                const ptrdiff_t safe = (ptrdiff_t)in_total - 16 - first; /* loads at src+i ok for i <= safe */
+                if (u8)
+                    for (; k < j1 && (ptrdiff_t)(k - j0) <= safe; k += 16, src += 16)
+                        _mm256_storeu_si256((__m256i *)(d + k),
+                                            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)src)));
+                else
+                    for (; k < j1 && (ptrdiff_t)(k - j0) <= safe; k += 16, src += 16)
+                        _mm256_storeu_si256((__m256i *)(d + k),
+                                            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)src)));
+                if (u8)
+                    for (; k < j1; k++, src++)
+                        d[k] = *src;
+                else
+                    for (; k < j1; k++, src++)
+                        d[k] = *(const int8_t *)src;
+            } else if (u8) {
+                const uint8_t *src = (const uint8_t *)in + first;
+                for (; k < j1; k++, src += sw)
+                    d[k] = *src;
+            } else {
+                const int8_t *src = (const int8_t *)in + first;
+                for (; k < j1; k++, src += sw)
+                    d[k] = *src;
+            }
+            for (k = j1; k < run; k++)
+                d[k] = 0;
+        }
+        q += run;
+    }
+    for (; q < npad; q++)
+        t[q] = 0;
+}
+
+/* A[p] = (t0[p], t1[p]) for p < npad (npad a multiple of NR; rows hold
+ * npad16 >= npad elements, the multiple of 16 above). */
+AVX2 static void interleave(const int16_t *t0, const int16_t *t1, int npad, int32_t *A)
+{
+    int p = 0;
+    for (; p + 16 <= npad; p += 16) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(t0 + p));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(t1 + p));
+        __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
+        _mm256_storeu_si256((__m256i *)(A + p), _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(A + p + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+    for (; p < npad; p++)
+        A[p] = (int32_t)(uint16_t)t0[p] | (int32_t)((uint32_t)(uint16_t)t1[p] << 16);
+}
+
+/* Rows need room for npad values rounded up to 16 (the interleave reads whole
+ * vectors) plus 16 (the row copy may write one vector past a run). */
+static int row_len(int pb) { return (pb + 15) / 16 * 16 + 16; }
 
 AVX2 static void im2col_conv(const bp_qconv_params *p, int ow, const void *in, size_t in_off,
-                             int p0, int np, int k, int16_t *A)
+                             int p0, int np, int k, int32_t *A, int16_t *t0, int16_t *t1)
 {
-    const int kp_n = bp_qk_kpairs(k), nsb = (np + NR - 1) / NR;
-    const size_t sbstride = (size_t)kp_n * NR * 2;
-    const int khw = p->kh * p->kw;
-    if (k % 2) /* the padding k of the last pair */
-        for (int q = 0; q < nsb * NR; q++)
-            A[(size_t)(q / NR) * sbstride + ((size_t)(kp_n - 1) * NR + q % NR) * 2 + 1] = 0;
-    for (int kk = 0; kk < k; kk++) {
-        const int ci = kk / khw, ky = (kk / p->kw) % p->kh, kx = kk % p->kw;
-        int16_t *dst = A + (size_t)(kk / 2) * NR * 2 + (kk % 2);
-        const size_t cbase = in_off + (size_t)ci * p->h * p->w;
-        int oy = p0 / ow, ox = p0 % ow;
-        for (int q = 0; q < nsb * NR; q++) {
-            int16_t v = 0;
-            if (q < np) {
-                int iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
-                int ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
-                if (iy >= 0 && iy < p->h && ix >= 0 && ix < p->w) {
-                    size_t ii = cbase + (size_t)iy * p->w + ix;
-                    v = p->in_type == BP_QT_U8 ? ((const uint8_t *)in)[ii]
-                                               : ((const int8_t *)in)[ii];
-                }
-                if (++ox == ow) {
-                    ox = 0;
-                    oy++;
-                }
-            }
-            dst[(size_t)(q / NR) * sbstride + (q % NR) * 2] = v;
-        }
+    const size_t in_total = (size_t)p->n * p->cin * p->h * p->w;
+    const int kp_n = bp_qk_kpairs(k), npad = (np + NR - 1) / NR * NR;
+    for (int kp = 0; kp < kp_n; kp++) {
+        conv_row(p, ow, in, in_total, in_off, 2 * kp, p0, np, npad, t0);
+        if (2 * kp + 1 < k)
+            conv_row(p, ow, in, in_total, in_off, 2 * kp + 1, p0, np, npad, t1);
+        else
+            memset(t1, 0, sizeof(int16_t) * npad);
+        interleave(t0, t1, npad, A + (size_t)kp * npad);
     }
 }
 
-AVX2 static void im2col_gemm(const void *in, bp_qtype t, int k, int p0, int np, int16_t *A)
+AVX2 static void im2col_gemm(const void *in, bp_qtype t, int k, int p0, int np, int32_t *A)
 {
-    const int kp_n = bp_qk_kpairs(k), nsb = (np + NR - 1) / NR;
-    const size_t sbstride = (size_t)kp_n * NR * 2;
-    for (int q = 0; q < nsb * NR; q++) {
-        int16_t *dst = A + (size_t)(q / NR) * sbstride + (q % NR) * 2;
-        if (q >= np) {
-            for (int kp = 0; kp < kp_n; kp++)
-                dst[(size_t)kp * NR * 2] = dst[(size_t)kp * NR * 2 + 1] = 0;
-            continue;
-        }
-        size_t row = (size_t)(p0 + q) * k;
-        for (int kk = 0; kk < 2 * kp_n; kk++) {
-            int16_t v = 0;
-            if (kk < k)
-                v = t == BP_QT_U8 ? ((const uint8_t *)in)[row + kk] : ((const int8_t *)in)[row + kk];
-            dst[(size_t)(kk / 2) * NR * 2 + kk % 2] = v;
+    const int kp_n = bp_qk_kpairs(k), npad = (np + NR - 1) / NR * NR;
+    for (int q = 0; q < npad; q++) {
+        const size_t row = (size_t)(p0 + q) * k;
+        for (int kp = 0; kp < kp_n; kp++) {
+            int32_t lo = 0, hi = 0;
+            if (q < np) {
+                if (t == BP_QT_U8) {
+                    lo = ((const uint8_t *)in)[row + 2 * kp];
+                    hi = 2 * kp + 1 < k ? ((const uint8_t *)in)[row + 2 * kp + 1] : 0;
+                } else {
+                    lo = ((const int8_t *)in)[row + 2 * kp];
+                    hi = 2 * kp + 1 < k ? ((const int8_t *)in)[row + 2 * kp + 1] : 0;
+                }
+            }
+            A[(size_t)kp * npad + q] = (int32_t)(uint16_t)lo | (int32_t)((uint32_t)(uint16_t)hi << 16);
         }
     }
 }
@@ -116,10 +185,11 @@ typedef struct {
 
 /* One group: out rows [0, M) by pixels [p0, p0 + np) from the activation
  * panel A of that pixel block and the group's weight panel gp. */
-AVX2 static void tiles(const int16_t *A, int np, int p0, int k, const uint8_t *gp, int M,
+AVX2 static void tiles(const int32_t *A, int np, int p0, int k, const uint8_t *gp, int M,
                        int wbits, const tile_out *o)
 {
     const int kp_n = bp_qk_kpairs(k), cell = bp_qk_cell(wbits), nsb = (np + NR - 1) / NR;
+    const int npad = nsb * NR;
     const __m256i vlo = _mm256_set1_epi32(o->lo), vhi = _mm256_set1_epi32(o->hi);
     for (int rb = 0; rb < bp_qk_rblocks(M); rb++) {
         const int r0 = rb * BP_QK_MR, nr = M - r0 < BP_QK_MR ? M - r0 : BP_QK_MR;
@@ -144,11 +214,11 @@ AVX2 static void tiles(const int16_t *A, int np, int p0, int k, const uint8_t *g
                       z1 = _mm256_loadu_si256((const __m256i *)(zz + 8));
         const uint8_t *wrb = gp + (size_t)rb * kp_n * cell;
         for (int sb = 0; sb < nsb; sb++) {
-            const int32_t *a = (const int32_t *)(A + (size_t)sb * kp_n * NR * 2);
+            const int32_t *a = A + (size_t)sb * NR;
             const uint8_t *w = wrb;
             __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
                     c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-            for (int kp = 0; kp < kp_n; kp++, a += NR, w += cell) {
+            for (int kp = 0; kp < kp_n; kp++, a += npad, w += cell) {
                 __m256i w0, w1;
                 if (cell == 32) {
                     w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
@@ -209,10 +279,10 @@ AVX2 static void tiles(const int16_t *A, int np, int p0, int k, const uint8_t *g
     }
 }
 
-static int16_t *aligned_scratch(void *scratch)
+static int32_t *aligned_scratch(void *scratch)
 {
     uintptr_t a = ((uintptr_t)scratch + 31) & ~(uintptr_t)31;
-    return (int16_t *)a;
+    return (int32_t *)a;
 }
 
 AVX2 void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
@@ -223,7 +293,8 @@ AVX2 void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t 
     const int cig = p->cin / p->group, cog = p->cout / p->group;
     const int k = cig * p->kh * p->kw, npix = oh * ow, pb = bp_qk_pixel_block(k);
     const size_t gbytes = bp_qk_group_bytes(cog, k, p->wbits);
-    int16_t *A = aligned_scratch(scratch);
+    int32_t *A = aligned_scratch(scratch);
+    int16_t *t0 = (int16_t *)(A + (size_t)pb * bp_qk_kpairs(k)), *t1 = t0 + row_len(pb);
     for (int n = 0; n < p->n; n++)
         for (int g = 0; g < p->group; g++) {
             tile_out o = {bias ? bias + (size_t)g * cog : NULL,
@@ -238,7 +309,7 @@ AVX2 void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t 
             size_t in_off = ((size_t)n * p->cin + (size_t)g * cig) * p->h * p->w;
             for (int p0 = 0; p0 < npix; p0 += pb) {
                 int np = npix - p0 < pb ? npix - p0 : pb;
-                im2col_conv(p, ow, in, in_off, p0, np, k, A);
+                im2col_conv(p, ow, in, in_off, p0, np, k, A, t0, t1);
                 tiles(A, np, p0, k, wpanel + (size_t)g * gbytes, cog, p->wbits, &o);
             }
         }
@@ -248,7 +319,7 @@ AVX2 void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t 
                         const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
 {
     const int pb = bp_qk_pixel_block(p->k);
-    int16_t *A = aligned_scratch(scratch);
+    int32_t *A = aligned_scratch(scratch);
     tile_out o = {bias, qm, out, 0, 1, (size_t)p->m, p->out_type, p->out_min, p->out_max};
     for (int p0 = 0; p0 < p->n; p0 += pb) {
         int np = p->n - p0 < pb ? p->n - p0 : pb;

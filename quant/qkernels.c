@@ -113,7 +113,12 @@ int bp_qk_pixel_block(int k)
     return pb;
 }
 
-static size_t panel_bytes(int k) { return (size_t)bp_qk_pixel_block(k) * bp_qk_kpairs(k) * 4 + 64; }
+/* The pair panel, two int16 rows (see row_len in kern_avx2.c) and alignment slack. */
+static size_t panel_bytes(int k)
+{
+    size_t pb = (size_t)bp_qk_pixel_block(k);
+    return pb * bp_qk_kpairs(k) * 4 + 2 * ((pb + 15) / 16 * 16 + 16) * 2 + 64;
+}
 
 size_t bp_qconv_buffer_size(const bp_qconv_params *p)
 {
