@@ -6,8 +6,8 @@
  *                   [--threads T] [--probes P --json traces.json] [--full-run]
  *                   [--save-model M.onnx]
  *
- * Without --model it uses models/resnet8.onnx when present, else the built-in
- * ResNet-8 graph (bp_arch_build, seed 1, untrained). Both passes run over the
+ * Without --model it runs every .onnx file in models/ (the reference models), else
+ * the built-in ResNet-8 graph (bp_arch_build, seed 1, untrained). Both passes run over the
  * same first N samples of fashion-mnist:train in batches: a gradient is
  * forward + loss + backward per batch; an HVP is the model operator
  * (sensitivity/hvp_op.c, forward + R-forward + R-backward per batch). Figures
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <glob.h>
 #include <unistd.h>
 
 #include "core/data.h"
@@ -59,38 +60,18 @@ static void die(bp_status st)
     exit(1);
 }
 
-int main(int argc, char **argv)
+typedef struct {
+    const char *json, *data, *save;
+    int samples, batch, reps, probes, full;
+} bench_opts;
+
+/* One model (NULL: the built-in ResNet-8). */
+static void run_one(const char *model, const bench_opts *bo)
 {
-    const char *model = NULL, *json = NULL, *data = "fashion-mnist:train", *save = NULL;
-    int samples = 512, batch = 64, reps = 3, threads = 0, probes = 0, full = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if (!strcmp(a, "--samples") && v) samples = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
-        else if (!strcmp(a, "--reps") && v) reps = atoi(argv[++i]);
-        else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
-        else if (!strcmp(a, "--probes") && v) probes = atoi(argv[++i]);
-        else if (!strcmp(a, "--json") && v) json = argv[++i];
-        else if (!strcmp(a, "--data") && v) data = argv[++i];
-        else if (!strcmp(a, "--full-run")) full = 1;
-        else if (!strcmp(a, "--save-model") && v) save = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--model M.onnx] [--samples N] [--batch B] [--reps R] [--threads T] "
-                            "[--probes P --json FILE] [--full-run] [--data SPEC] [--save-model M.onnx]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (threads > 0) {
-        omp_set_num_threads(threads);
-        openblas_set_num_threads(threads);
-    }
-    if (reps < 1)
-        reps = 1;
+    const char *json = bo->json, *data = bo->data, *save = bo->save;
+    int samples = bo->samples, batch = bo->batch, reps = bo->reps, probes = bo->probes, full = bo->full;
     bp_status st;
     bp_graph *g;
-    if (!model && access("models/resnet8.onnx", R_OK) == 0)
-        model = "models/resnet8.onnx";
     if (model) {
         if ((st = bp_onnx_load(model, &g)))
             die(st);
@@ -231,5 +212,51 @@ int main(int argc, char **argv)
     free(th);
     bp_dataset_free(&ds);
     bp_graph_free(g);
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = NULL, *json = NULL, *data = "fashion-mnist:train", *save = NULL;
+    int samples = 512, batch = 64, reps = 3, threads = 0, probes = 0, full = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if (!strcmp(a, "--samples") && v) samples = atoi(argv[++i]);
+        else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--reps") && v) reps = atoi(argv[++i]);
+        else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--probes") && v) probes = atoi(argv[++i]);
+        else if (!strcmp(a, "--json") && v) json = argv[++i];
+        else if (!strcmp(a, "--data") && v) data = argv[++i];
+        else if (!strcmp(a, "--full-run")) full = 1;
+        else if (!strcmp(a, "--save-model") && v) save = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--model M.onnx] [--samples N] [--batch B] [--reps R] [--threads T] "
+                            "[--probes P --json FILE] [--full-run] [--data SPEC] [--save-model M.onnx]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    if (reps < 1)
+        reps = 1;
+    bench_opts bo = {json, data, save, samples, batch, reps, probes, full};
+    if (model) {
+        run_one(model, &bo);
+        return 0;
+    }
+    /* Every reference model in models/, else the built-in ResNet-8. */
+    glob_t gl;
+    if (glob("models/*.onnx", 0, NULL, &gl) == 0 && gl.gl_pathc > 0) {
+        for (size_t k = 0; k < gl.gl_pathc; k++) {
+            run_one(gl.gl_pathv[k], &bo);
+            printf("\n");
+        }
+        globfree(&gl);
+    } else {
+        run_one(NULL, &bo);
+    }
     return 0;
 }
