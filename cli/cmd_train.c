@@ -21,7 +21,7 @@ static void usage(FILE *fp)
             "  Trains ARCH with SGD (momentum, weight decay, warm-up + cosine learning rate,\n"
             "  BN in training mode), prints per-epoch progress on stderr (loss, train and\n"
             "  test accuracy, seconds) and the final test accuracy on stdout, and writes\n"
-            "  the model as ONNX.\n"
+            "  the model as ONNX (after every epoch, so an interrupted run keeps the last one).\n"
             "  --arch ARCH        ");
     for (int i = 0; bp_arch_name(i); i++)
         fprintf(fp, "%s%s", i ? ", " : "", bp_arch_name(i));
@@ -43,9 +43,19 @@ static void usage(FILE *fp)
             "  --quiet            no progress lines\n");
 }
 
+/* Writes the model after every epoch, so an interrupted run still leaves the
+ * last finished epoch's model (each write is atomic). */
+typedef struct {
+    bp_graph *g;
+    const char *path;
+    bp_status st;
+} checkpoint;
+
 static int progress(void *ctx, const bp_epoch_report *r)
 {
-    (void)ctx;
+    checkpoint *cp = ctx;
+    if ((cp->st = bp_onnx_save(cp->g, cp->path)))
+        return 1;
     if (!bp_cli_quiet) {
         fprintf(stderr, "epoch %2d/%d  loss %.4f  train acc %.4f", r->epoch, r->epochs, r->loss,
                 r->train_acc);
@@ -162,13 +172,15 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "training %s (%zu parameters) on %d samples of %s, %d epochs, batch %d, "
                 "lr %g, seed %lu, %d threads\n", arch, g->nparams, tr.n, data, o.epochs, o.batch, o.lr,
                 o.seed, omp_get_max_threads());
+    checkpoint cp = {g, outp, BP_OK};
     o.progress = progress;
+    o.ctx = &cp;
     bp_epoch_report last;
     double t0 = omp_get_wtime();
     if ((st = bp_train(g, &tr, &te, &o, &last)))
         goto fail;
     double secs = omp_get_wtime() - t0;
-    if ((st = bp_onnx_save(g, outp)))
+    if ((st = cp.st))
         goto fail;
     printf("%s: test accuracy %.4f (%d samples of %s) after %d epochs, %.1f s; wrote %s\n", arch,
            last.test_acc, te.n, test, last.epoch, secs, outp);

@@ -109,31 +109,42 @@ Test(arch, mobilenetv2_by_hand)
 {
     bp_graph *g;
     cr_assert_eq(bp_arch_build("mobilenetv2", 1, 28, 28, 10, 1, &g), BP_OK, "%s", bp_last_error());
-    /* stem 144 + 32; block 1 (t=1, 16->16): dw 144 + 32, proj 256 + 32;
-     * block 2 (16->24, hidden 64): 1024+128, 576+128, 1536+48;
-     * blocks 3 and 4 (24->24, 24->32, hidden 96): 2304+192, 864+192, 2304+48 / 3072+64;
-     * blocks 5 and 6 (32->32, hidden 128): 4096+256, 1152+256, 4096+64;
-     * last 1x1 32->128: 4096+256; classifier 1280+10 */
-    size_t want = 176 + 464 + 3440 + 5904 + 6688 + 2 * 9920 + 4352 + 1290;
+    /* stem 3x3x16 144 + BN 32;
+     * block 1 (t=1, 16->16): dw 16*9 = 144 + 32, project 16*16 = 256 + 32;
+     * block 2 (16->24, hidden 64): 16*64 = 1024 + 128, 64*9 = 576 + 128, 64*24 = 1536 + 48;
+     * block 3 (24->24, hidden 96): 2304 + 192, 864 + 192, 2304 + 48;
+     * block 4 (24->32, hidden 96): 2304 + 192, 864 + 192, 96*32 = 3072 + 64;
+     * block 5 (32->32, hidden 128): 4096 + 256, 1152 + 256, 4096 + 64;
+     * last 1x1 32->128: 4096 + 256; classifier 128*10 + 10 */
+    size_t want = 176 + 464 + 3440 + 5904 + 6688 + 9920 + 4352 + 1290;
     cr_assert_eq(count_params(g, 1), want);
+    assert_dims(val(g, "features.0.0.weight"), 4, 16, 1, 3, 3);
     assert_dims(val(g, "features.1.conv.0.0.weight"), 4, 16, 1, 3, 3);
     assert_dims(val(g, "features.2.conv.1.0.weight"), 4, 64, 1, 3, 3);
     assert_dims(val(g, "features.4.conv.2.weight"), 4, 32, 96, 1, 1);
-    assert_dims(val(g, "features.2.conv.1.0"), 4, -1, 64, 14, 14);
-    assert_dims(val(g, "features.6.conv.3"), 4, -1, 32, 7, 7);
+    assert_dims(val(g, "features.6.0.weight"), 4, 128, 32, 1, 1);
+    assert_dims(val(g, "features.1.conv.0.0"), 4, -1, 16, 14, 14);
+    assert_dims(val(g, "features.2.conv.1.0"), 4, -1, 64, 7, 7);
+    assert_dims(val(g, "features.5.conv.3"), 4, -1, 32, 7, 7);
     assert_dims(&g->values[g->output], 2, -1, 10, 0, 0);
-    cr_assert_eq(count_op(g, BP_OP_ADD), 4, "residuals in blocks 1, 3, 5, 6");
-    cr_assert_eq(count_op(g, BP_OP_CLIP), 13);
+    cr_assert_eq(count_op(g, BP_OP_ADD), 3, "residuals in blocks 1, 3, 5");
+    cr_assert_eq(count_op(g, BP_OP_CLIP), 11);
     int nl;
-    total_macs(g, &nl);
-    cr_assert_eq(nl, 20);
+    /* stem 14*14*16*9; block 1: 196*16*9 + 196*16*16; block 2: 196*16*64 +
+     * 49*64*9 + 49*64*24; block 3: 49*(24*96 + 96*9 + 96*24); block 4:
+     * 49*(24*96 + 96*9 + 96*32); block 5: 49*(32*128 + 128*9 + 128*32);
+     * last 49*32*128; fc 1280 */
+    int64_t macs = 28224 + (28224 + 50176) + (200704 + 28224 + 75264) + 49 * (2304 + 864 + 2304) +
+                   49 * (2304 + 864 + 3072) + 49 * (4096 + 1152 + 4096) + 49 * 4096 + 1280;
+    cr_assert_eq(total_macs(g, &nl), macs);
+    cr_assert_eq(nl, 17);
     int dw = 0;
     for (int i = 0; i < g->nnodes; i++)
         if (g->nodes[i].op == BP_OP_CONV && g->nodes[i].a.group > 1) {
             dw++;
             cr_assert_eq(g->nodes[i].a.group, g->values[g->nodes[i].out].dims[1]);
         }
-    cr_assert_eq(dw, 6);
+    cr_assert_eq(dw, 5);
     bp_graph_free(g);
 }
 

@@ -14,10 +14,12 @@
  *   resnet8      conv3x3(16)-BN-ReLU, three basic blocks (16, 32, 64 channels;
  *                the last two stride 2 with a 1x1 conv + BN shortcut), GAP, fc
  *                (77,754 trainable parameters at 1x28x28, 10 classes)
- *   mobilenetv2  a small MobileNetV2: conv3x3(16)-BN-ReLU6, inverted residual
- *                blocks (expansion 1x1-BN-ReLU6, depthwise 3x3-BN-ReLU6,
- *                projection 1x1-BN, Add when shapes match), 1x1 conv to 128,
- *                GAP, fc
+ *   mobilenetv2  a small MobileNetV2: conv3x3(16, stride 2)-BN-ReLU6, five
+ *                inverted residual blocks (t, c, s) = (1,16,1) (4,24,2)
+ *                (4,24,1) (4,32,1) (4,32,1) (expansion 1x1-BN-ReLU6,
+ *                depthwise 3x3-BN-ReLU6, projection 1x1-BN, Add when shapes
+ *                match), 1x1 conv to 128-BN-ReLU6, GAP, fc (32,234
+ *                trainable parameters at 1x28x28, 10 classes)
  */
 #ifndef BP_ARCH_H
 #define BP_ARCH_H
