@@ -12,6 +12,7 @@
  * get NULL and skip the vanishing terms; a per-layer probe thus pays the
  * R-forward only from its layer on.
  */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ struct bp_exec {
     void **state;                 /* (nnodes) */
     bp_real *scratch;
     bp_real *prob;                /* softmax of the output after the loss */
+    int nthreads;                 /* OpenMP threads at creation (sizes the scratch) */
     int fwd_done, loss_done;
     bp_mode mode;
 };
@@ -103,6 +105,7 @@ static void ctx_init(bp_exec *ex, int i, bp_real *params, bp_opctx *c)
     c->mode = ex->mode;
     c->state = ex->state[i];
     c->scratch = ex->scratch;
+    c->nthreads = ex->nthreads;
 }
 
 void bp_exec_free(bp_exec *ex)
@@ -155,6 +158,7 @@ bp_exec *bp_exec_new(const bp_graph *g, int max_batch, unsigned flags)
     ex->g = g;
     ex->max_batch = max_batch;
     ex->flags = flags;
+    ex->nthreads = omp_get_max_threads();
     int nv = g->nvalues;
     ex->dims = calloc(nv, sizeof *ex->dims);
     ex->ndim = calloc(nv, sizeof *ex->ndim);

@@ -288,8 +288,8 @@ static bp_status fold_slice(const Onnx__NodeProto *n, const bp_const *const *in,
         if (ax < 0 || ax >= x->ndim)
             return bp_error(BP_ERR_FORMAT, "Slice axis out of range");
         int64_t dim = x->dims[ax], step = nst >= 0 ? steps[k] : 1;
-        if (step == 0)
-            return bp_error(BP_ERR_FORMAT, "Slice step 0");
+        if (step == 0 || step == INT64_MIN)
+            return bp_error(BP_ERR_FORMAT, "Slice step %lld", (long long)step);
         int64_t s = starts[k], e = ends[k];
         if (s < 0)
             s += dim;
@@ -298,11 +298,11 @@ static bp_status fold_slice(const Onnx__NodeProto *n, const bp_const *const *in,
         if (step > 0) {
             s = s < 0 ? 0 : s > dim ? dim : s;
             e = e < 0 ? 0 : e > dim ? dim : e;
-            cnt[ax] = e > s ? (e - s + step - 1) / step : 0;
+            cnt[ax] = e > s ? (e - s - 1) / step + 1 : 0;
         } else {
             s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
             e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
-            cnt[ax] = s > e ? (s - e - step - 1) / -step : 0;
+            cnt[ax] = s > e ? (s - e - 1) / -step + 1 : 0;
         }
         st0[ax] = s;
         stp[ax] = step;
@@ -325,6 +325,19 @@ static bp_status fold_slice(const Onnx__NodeProto *n, const bp_const *const *in,
     return BP_OK;
 }
 
+/* float -> int64 as Cast does it (truncation), without the undefined
+ * behaviour of converting NaN or out-of-range values. */
+static int64_t float_to_i64(float f)
+{
+    if (!(f == f))
+        return 0;
+    if (f >= 9.2e18f)
+        return INT64_MAX;
+    if (f <= -9.2e18f)
+        return INT64_MIN;
+    return (int64_t)f;
+}
+
 static bp_status fold_cast(const Onnx__NodeProto *n, const bp_const *x, bp_const *out)
 {
     int64_t to = attr_int(n, "to", 0);
@@ -344,7 +357,7 @@ static bp_status fold_cast(const Onnx__NodeProto *n, const bp_const *x, bp_const
         return st;
     for (size_t k = 0; k < x->numel; k++) {
         if (kind == BP_CONST_INT) {
-            out->i[k] = x->kind == BP_CONST_INT ? x->i[k] : (int64_t)x->f[k];
+            out->i[k] = x->kind == BP_CONST_INT ? x->i[k] : float_to_i64(x->f[k]);
             out->batch[k] = x->kind == BP_CONST_INT ? x->batch[k] : 0;
         } else {
             out->f[k] = x->kind == BP_CONST_INT ? (float)x->i[k] : x->f[k];

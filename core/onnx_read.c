@@ -356,7 +356,7 @@ static bp_status reshape_target(ctx *c, const bp_const *s, const bp_value *x, in
             return node_err(c, BP_ERR_UNSUPPORTED,
                             "the batch size ends up at position %d of the target shape; bitplan keeps the batch in dimension 0",
                             k);
-        if (a->shape[k] < -1)
+        if (a->shape[k] < -1 || a->shape[k] > ((int64_t)1 << 31))
             return node_err(c, BP_ERR_FORMAT, "bad target dimension %lld", (long long)a->shape[k]);
         if (a->shape[k] == 0 && allowzero)
             return node_err(c, BP_ERR_UNSUPPORTED, "allowzero=1 with a zero in the target shape");
@@ -710,6 +710,9 @@ static bp_status load_input(ctx *c, const Onnx__ValueInfoProto *vi)
                             "%s: graph input '%s': dimension %zu is not static (only the batch, dimension 0, may be symbolic)",
                             c->file, name, k);
         dims[k] = known ? d->dim_value : -1;
+        if (dims[k] > ((int64_t)1 << 31))
+            return bp_error(BP_ERR_FORMAT, "%s: graph input '%s': dimension %zu is %lld", c->file, name, k,
+                            (long long)dims[k]);
     }
     int id = bp_graph_add_input(c->g, name, (int)tt->shape->n_dim, dims);
     if (id < 0)

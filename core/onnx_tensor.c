@@ -4,6 +4,7 @@
 #include "core/onnx_tensor.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,17 +110,17 @@ static size_t dtype_size(int dt)
     }
 }
 
-/* Element k of a raw little-endian buffer as double (exact for our int ranges
- * up to 2^53, which shape values never exceed) and as int64. */
+/* Element k of a raw little-endian buffer as double (float types) and as
+ * int64 (integer types; the other output is a by-product). */
 static double raw_get(const uint8_t *p, int dt, size_t k, int64_t *iv)
 {
     int64_t i = 0;
     double d = 0;
     switch (dt) {
-    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: { float f; memcpy(&f, p + 4 * k, 4); d = f; i = (int64_t)f; break; }
-    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: { double f; memcpy(&f, p + 8 * k, 8); d = f; i = (int64_t)f; break; }
-    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: { uint16_t h; memcpy(&h, p + 2 * k, 2); d = half_to_float(h); i = (int64_t)d; break; }
-    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: { uint16_t h; memcpy(&h, p + 2 * k, 2); d = bf16_to_float(h); i = (int64_t)d; break; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: { float f; memcpy(&f, p + 4 * k, 4); d = f; break; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: { double f; memcpy(&f, p + 8 * k, 8); d = f; break; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: { uint16_t h; memcpy(&h, p + 2 * k, 2); d = half_to_float(h); break; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: { uint16_t h; memcpy(&h, p + 2 * k, 2); d = bf16_to_float(h); break; }
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: memcpy(&i, p + 8 * k, 8); d = (double)i; break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: { uint64_t u; memcpy(&u, p + 8 * k, 8); i = (int64_t)u; d = (double)u; break; }
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: { int32_t v; memcpy(&v, p + 4 * k, 4); i = v; d = v; break; }
@@ -150,13 +151,13 @@ static bp_status typed_get(const Onnx__TensorProto *t, int dt, size_t numel, siz
     if (have != numel)
         return BP_ERR_FORMAT;
     switch (dt) {
-    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: *dv = t->float_data[k]; *iv = (int64_t)*dv; break;
-    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: *dv = t->double_data[k]; *iv = (int64_t)*dv; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: *dv = t->float_data[k]; *iv = 0; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: *dv = t->double_data[k]; *iv = 0; break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: *iv = t->int64_data[k]; *dv = (double)*iv; break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
         *iv = (int64_t)t->uint64_data[k]; *dv = (double)t->uint64_data[k]; break;
-    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: *dv = half_to_float((uint16_t)t->int32_data[k]); *iv = (int64_t)*dv; break;
-    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: *dv = bf16_to_float((uint16_t)t->int32_data[k]); *iv = (int64_t)*dv; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: *dv = half_to_float((uint16_t)t->int32_data[k]); *iv = 0; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: *dv = bf16_to_float((uint16_t)t->int32_data[k]); *iv = 0; break;
     default: *iv = t->int32_data[k]; *dv = (double)*iv; break;
     }
     return BP_OK;
@@ -191,9 +192,32 @@ bp_status bp_const_from_tensor(const Onnx__TensorProto *t, bp_const *c, const ch
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
         return bp_error(BP_ERR_UNSUPPORTED, "tensor '%s' keeps its data in an external file", what);
     for (size_t k = 0; k < t->n_dims; k++)
-        if (t->dims[k] < 0 || t->dims[k] > ((int64_t)1 << 40))
+        if (t->dims[k] < 0 || t->dims[k] > ((int64_t)1 << 31))
             return bp_error(BP_ERR_FORMAT, "tensor '%s' has a bad dimension %lld", what,
                             (long long)t->dims[k]);
+    /* The element count the shape claims must be what the file holds before
+     * anything is allocated: a corrupt shape must not ask for terabytes. */
+    size_t numel = 1;
+    for (size_t k = 0; k < t->n_dims; k++) {
+        if (t->dims[k] && numel > SIZE_MAX / 16 / (size_t)t->dims[k])
+            return bp_error(BP_ERR_FORMAT, "tensor '%s': shape too large", what);
+        numel *= (size_t)t->dims[k];
+    }
+    size_t held;
+    if (t->has_raw_data && t->raw_data.len > 0) {
+        held = dtype_size(dt) ? t->raw_data.len / dtype_size(dt) : 0;
+    } else {
+        switch (dt) {
+        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: held = t->n_float_data; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: held = t->n_double_data; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: held = t->n_int64_data; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: held = t->n_uint64_data; break;
+        default: held = t->n_int32_data; break;
+        }
+    }
+    if (held != numel)
+        return bp_error(BP_ERR_FORMAT, "tensor '%s': its shape needs %zu %s elements, the file holds %zu",
+                        what, numel, bp_onnx_dtype_name(dt), held);
     bp_status st = bp_const_alloc(c, kind, (int)t->n_dims, t->dims);
     if (st)
         return bp_error_wrap(st, "tensor '%s'", what);

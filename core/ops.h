@@ -37,6 +37,7 @@ typedef struct {
     bp_mode mode;
     void *state;                   /* per-node buffer of op_state_bytes() bytes */
     bp_real *scratch;              /* shared scratch of op_scratch_reals() reals */
+    int nthreads;                  /* OpenMP threads the scratch is sized for */
 } bp_opctx;
 
 /* Sizes an op needs, from a context whose dims are resolved at max batch

@@ -87,6 +87,7 @@ bp_status bp_bn_forward(bp_opctx *c)
         for (int ch = 0; ch < d.C; ch++) {
             size_t o = ((size_t)n * d.C + ch) * d.P;
             bp_real a = sc[ch] * inv[ch], b = sh[ch] - mu[ch] * a;
+#pragma omp simd
             for (size_t q = 0; q < d.P; q++)
                 c->y[o + q] = a * x[o + q] + b;
         }
@@ -106,11 +107,14 @@ bp_status bp_bn_backward(bp_opctx *c)
         double sdy = 0, sdyx = 0; /* sum dy, sum dy * xhat */
         for (int n = 0; n < d.N; n++) {
             size_t o = ((size_t)n * d.C + ch) * d.P;
+            bp_real m = mu[ch];
+#pragma omp simd reduction(+ : sdy, sdyx)
             for (size_t q = 0; q < d.P; q++) {
                 sdy += dy[o + q];
-                sdyx += dy[o + q] * (x[o + q] - mu[ch]) * inv[ch];
+                sdyx += dy[o + q] * (x[o + q] - m);
             }
         }
+        sdyx *= inv[ch];
         if (c->dx[1])
             c->dx[1][ch] += (bp_real)sdyx;
         if (c->dx[2])
@@ -124,11 +128,14 @@ bp_status bp_bn_backward(bp_opctx *c)
             if (train) {
                 /* d/dx through mu_B and var_B as well */
                 bp_real m1 = (bp_real)(sdy / M), m2 = (bp_real)(sdyx / M);
+                bp_real m = mu[ch], iv = inv[ch];
+#pragma omp simd
                 for (size_t q = 0; q < d.P; q++) {
-                    bp_real xh = (x[o + q] - mu[ch]) * inv[ch];
+                    bp_real xh = (x[o + q] - m) * iv;
                     dx[q] += a * (dy[o + q] - m1 - xh * m2);
                 }
             } else {
+#pragma omp simd
                 for (size_t q = 0; q < d.P; q++)
                     dx[q] += a * dy[o + q];
             }

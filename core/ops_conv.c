@@ -1,10 +1,10 @@
 /* Conv (2-D, groups, strides, asymmetric pads, dilations, optional bias):
  * forward, backward and R-op.
  *
- * General path: im2col of a chunk of samples into a (K_g x B*P) matrix, one
- * gemm per group and chunk (big enough for OpenBLAS to thread), then a scatter
- * into NCHW. Backward gathers dy into (M_g x B*P) the same way: dW is one gemm
- * against the im2col of x, dx is W^T dy followed by col2im.
+ * General path: per sample (OpenMP over the batch), im2col into (K_g x P) and
+ * one single-threaded gemm per group straight into NCHW; 1x1 stride-1 convs
+ * skip im2col. Backward: dW = dy col^T summed per thread, dx = W^T dy then
+ * col2im.
  * Depthwise convolutions (one input and one output channel per group) use
  * direct loops: im2col would copy kh*kw times the input for a tiny gemm.
  *
@@ -15,17 +15,17 @@
  */
 #include <string.h>
 
+#include <omp.h>
+
 #include "core/blas.h"
 #include "core/ops.h"
 
-/* Samples per chunk are chosen so that the im2col matrix has at most this
- * many elements (16 MB in float): large gemms, bounded scratch. */
-#define CHUNK_REALS ((size_t)1 << 22)
-
 typedef struct {
     int N, C, H, W, M, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, G;
-    int Cg, Mg, Kg, P, B;
+    int Cg, Mg, Kg, P;
     int depthwise; /* one input and one output channel per group */
+    int pointwise; /* 1x1, stride 1, no pads: the input plane is already im2col */
+    int nth;       /* threads the scratch was sized for */
 } geom;
 
 static void geom_of(const bp_opctx *c, geom *g)
@@ -52,23 +52,20 @@ static void geom_of(const bp_opctx *c, geom *g)
     g->Mg = g->M / g->G;
     g->Kg = g->Cg * g->kh * g->kw;
     g->P = g->OH * g->OW;
-    size_t per = (size_t)g->Kg * g->P;
-    size_t b = per ? CHUNK_REALS / per : 1;
-    if (b < 1)
-        b = 1;
-    if (b > (size_t)g->N)
-        b = g->N;
-    g->B = (int)b;
     g->depthwise = g->Cg == 1 && g->Mg == 1;
+    g->pointwise = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->OH == g->H &&
+                   g->OW == g->W && g->pt == 0 && g->pl == 0;
+    g->nth = c->nthreads > 0 ? c->nthreads : 1;
 }
+
+/* Per thread: one sample's im2col (Kg x P) and a private dW (M x Kg). */
+static size_t per_thread(const geom *g) { return (size_t)g->Kg * g->P + (size_t)g->M * g->Kg; }
 
 size_t bp_conv_scratch(const bp_opctx *c)
 {
     geom g;
     geom_of(c, &g);
-    if (g.depthwise)
-        return 0;
-    return ((size_t)g.Kg + g.Mg) * g.B * g.P;
+    return g.depthwise ? 0 : per_thread(&g) * g.nth;
 }
 
 /* Output positions ow in [lo, hi) read an input column inside [0, W) for
@@ -85,66 +82,67 @@ static void valid_range(int off, int stride, int W, int OW, int *lo, int *hi)
     *hi = h;
 }
 
-/* col (Kg x nb*P) <- patches of samples s0..s0+nb-1, channels of group grp. */
-static void im2col(const geom *g, const bp_real *x, int s0, int nb, int grp, bp_real *col)
+/* col (Kg x P) <- patches of sample s, channels of group grp. */
+static void im2col(const geom *g, const bp_real *x, int s, int grp, bp_real *restrict col)
 {
-    size_t BP = (size_t)nb * g->P;
     int khw = g->kh * g->kw;
-#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g->Kg * nb * g->P))
-    for (int r = 0; r < g->Kg; r++)
-        for (int b = 0; b < nb; b++) {
-            int cc = r / khw, i = (r / g->kw) % g->kh, j = r % g->kw;
-            const bp_real *xp = x + ((size_t)(s0 + b) * g->C + (size_t)grp * g->Cg + cc) * g->H * g->W;
-            bp_real *dst = col + (size_t)r * BP + (size_t)b * g->P;
-            int off = j * g->dw - g->pl, lo, hi;
-            valid_range(off, g->sw, g->W, g->OW, &lo, &hi);
-            for (int oh = 0; oh < g->OH; oh++) {
-                int ih = oh * g->sh - g->pt + i * g->dh;
-                bp_real *d = dst + (size_t)oh * g->OW;
-                if (ih < 0 || ih >= g->H) {
-                    memset(d, 0, sizeof *d * g->OW);
-                    continue;
-                }
-                const bp_real *xr = xp + (size_t)ih * g->W + off;
-                for (int ow = 0; ow < lo; ow++)
+    for (int r = 0; r < g->Kg; r++) {
+        int cc = r / khw, i = (r / g->kw) % g->kh, j = r % g->kw;
+        const bp_real *xp = x + ((size_t)s * g->C + (size_t)grp * g->Cg + cc) * g->H * g->W;
+        bp_real *dst = col + (size_t)r * g->P;
+        int off = j * g->dw - g->pl, lo, hi;
+        valid_range(off, g->sw, g->W, g->OW, &lo, &hi);
+        for (int oh = 0; oh < g->OH; oh++) {
+            int ih = oh * g->sh - g->pt + i * g->dh;
+            bp_real *restrict d = dst + (size_t)oh * g->OW;
+            if (ih < 0 || ih >= g->H) {
+                for (int ow = 0; ow < g->OW; ow++)
                     d[ow] = 0;
-                if (g->sw == 1)
-                    memcpy(d + lo, xr + lo, sizeof *d * (hi - lo));
-                else
-                    for (int ow = lo; ow < hi; ow++)
-                        d[ow] = xr[(size_t)ow * g->sw];
-                for (int ow = hi; ow < g->OW; ow++)
-                    d[ow] = 0;
+                continue;
             }
+            const bp_real *restrict xr = xp + (size_t)ih * g->W + off;
+            for (int ow = 0; ow < lo; ow++)
+                d[ow] = 0;
+            if (g->sw == 1)
+#pragma omp simd
+                for (int ow = lo; ow < hi; ow++)
+                    d[ow] = xr[ow];
+            else
+                for (int ow = lo; ow < hi; ow++)
+                    d[ow] = xr[(size_t)ow * g->sw];
+            for (int ow = hi; ow < g->OW; ow++)
+                d[ow] = 0;
         }
+    }
 }
 
-/* dx (samples s0.., channels of group grp) += col2im(col). One thread per
- * (sample, channel) plane, so no two threads write the same element. */
-static void col2im(const geom *g, const bp_real *col, bp_real *dx, int s0, int nb, int grp)
+/* dx (sample s, channels of group grp) += col2im(col). */
+static void col2im(const geom *g, const bp_real *restrict col, bp_real *dx, int s, int grp)
 {
-    size_t BP = (size_t)nb * g->P;
-#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g->Kg * nb * g->P))
-    for (int b = 0; b < nb; b++)
-        for (int cc = 0; cc < g->Cg; cc++) {
-            bp_real *xp = dx + ((size_t)(s0 + b) * g->C + (size_t)grp * g->Cg + cc) * g->H * g->W;
-            for (int i = 0; i < g->kh; i++)
-                for (int j = 0; j < g->kw; j++) {
-                    int r = (cc * g->kh + i) * g->kw + j;
-                    const bp_real *src = col + (size_t)r * BP + (size_t)b * g->P;
-                    int off = j * g->dw - g->pl, lo, hi;
-                    valid_range(off, g->sw, g->W, g->OW, &lo, &hi);
-                    for (int oh = 0; oh < g->OH; oh++) {
-                        int ih = oh * g->sh - g->pt + i * g->dh;
-                        if (ih < 0 || ih >= g->H)
-                            continue;
-                        bp_real *xr = xp + (size_t)ih * g->W + off;
-                        const bp_real *s = src + (size_t)oh * g->OW;
+    for (int cc = 0; cc < g->Cg; cc++) {
+        bp_real *xp = dx + ((size_t)s * g->C + (size_t)grp * g->Cg + cc) * g->H * g->W;
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                int r = (cc * g->kh + i) * g->kw + j;
+                const bp_real *src = col + (size_t)r * g->P;
+                int off = j * g->dw - g->pl, lo, hi;
+                valid_range(off, g->sw, g->W, g->OW, &lo, &hi);
+                for (int oh = 0; oh < g->OH; oh++) {
+                    int ih = oh * g->sh - g->pt + i * g->dh;
+                    if (ih < 0 || ih >= g->H)
+                        continue;
+                    bp_real *restrict xr = xp + (size_t)ih * g->W + off;
+                    const bp_real *restrict sr = src + (size_t)oh * g->OW;
+                    if (g->sw == 1)
+#pragma omp simd
                         for (int ow = lo; ow < hi; ow++)
-                            xr[(size_t)ow * g->sw] += s[ow];
-                    }
+                            xr[ow] += sr[ow];
+                    else
+                        for (int ow = lo; ow < hi; ow++)
+                            xr[(size_t)ow * g->sw] += sr[ow];
                 }
-        }
+            }
+    }
 }
 
 /* ---- depthwise: direct loops ------------------------------------------------ */
@@ -235,6 +233,25 @@ static void dw_backward(const geom *g, const bp_real *xw, const bp_real *w, cons
 
 /* ---- general path ------------------------------------------------------------- */
 
+/* The general path runs one sample per OpenMP iteration with a single-threaded
+ * gemm straight into NCHW (W (Mg x Kg) times the sample's im2col (Kg x P)).
+ * Mixing OpenBLAS's own thread pool with OpenMP loops on a 2-core machine
+ * made both spin against each other; one threading system is faster. The
+ * OpenBLAS thread count is set to 1 for the duration and restored. */
+static int blas_single(void)
+{
+    int old = openblas_get_num_threads();
+    if (old != 1)
+        openblas_set_num_threads(1);
+    return old;
+}
+
+static void blas_restore(int old)
+{
+    if (old != 1)
+        openblas_set_num_threads(old);
+}
+
 /* y (=, or += when accumulate) conv(x, w) + bias. bias may be NULL. */
 static void conv_fwd(const geom *g, const bp_real *x, const bp_real *w, const bp_real *bias,
                      bp_real *y, int accumulate, bp_real *scratch)
@@ -243,33 +260,35 @@ static void conv_fwd(const geom *g, const bp_real *x, const bp_real *w, const bp
         dw_forward(g, x, w, bias, y, accumulate);
         return;
     }
-    bp_real *col = scratch, *yb = scratch + (size_t)g->Kg * g->B * g->P;
-    for (int s0 = 0; s0 < g->N; s0 += g->B) {
-        int nb = g->N - s0 < g->B ? g->N - s0 : g->B;
-        int BP = nb * g->P;
-        for (int grp = 0; grp < g->G; grp++) {
-            im2col(g, x, s0, nb, grp, col);
-            bp_gemm(0, 0, g->Mg, BP, g->Kg, 1, w + (size_t)grp * g->Mg * g->Kg, g->Kg, col, BP, 0,
-                    yb, BP);
-#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)nb * g->Mg * g->P))
-            for (int b = 0; b < nb; b++)
-                for (int m = 0; m < g->Mg; m++) {
-                    int oc = grp * g->Mg + m;
-                    bp_real *dst = y + ((size_t)(s0 + b) * g->M + oc) * g->P;
-                    const bp_real *src = yb + (size_t)m * BP + (size_t)b * g->P;
-                    bp_real bv = bias ? bias[oc] : 0;
-                    if (accumulate)
+    int old = blas_single();
+#pragma omp parallel num_threads(g->nth) if (BIG((size_t)g->N * g->M * g->P * g->Kg / 8))
+    {
+        bp_real *col = scratch + per_thread(g) * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int s = 0; s < g->N; s++)
+            for (int grp = 0; grp < g->G; grp++) {
+                const bp_real *b = col;
+                if (g->pointwise)
+                    b = x + ((size_t)s * g->C + (size_t)grp * g->Cg) * g->P;
+                else
+                    im2col(g, x, s, grp, col);
+                bp_real *ys = y + ((size_t)s * g->M + (size_t)grp * g->Mg) * g->P;
+                bp_gemm(0, 0, g->Mg, g->P, g->Kg, 1, w + (size_t)grp * g->Mg * g->Kg, g->Kg, b,
+                        g->P, accumulate ? 1 : 0, ys, g->P);
+                if (bias)
+                    for (int m = 0; m < g->Mg; m++) {
+                        bp_real bv = bias[grp * g->Mg + m], *restrict d = ys + (size_t)m * g->P;
+#pragma omp simd
                         for (int p = 0; p < g->P; p++)
-                            dst[p] += src[p] + bv;
-                    else
-                        for (int p = 0; p < g->P; p++)
-                            dst[p] = src[p] + bv;
-                }
-        }
+                            d[p] += bv;
+                    }
+            }
     }
+    blas_restore(old);
 }
 
-/* dx += conv^T(dy, w) and dw += corr(xw, dy); either output may be NULL. */
+/* dx += conv^T(dy, w) and dw += corr(xw, dy); either output may be NULL.
+ * Each thread sums its samples' dW privately, then adds it in once. */
 static void conv_bwd(const geom *g, const bp_real *xw, const bp_real *w, const bp_real *dy,
                      bp_real *dx, bp_real *dw, bp_real *scratch)
 {
@@ -279,29 +298,45 @@ static void conv_bwd(const geom *g, const bp_real *xw, const bp_real *w, const b
         dw_backward(g, xw, w, dy, dx, dw);
         return;
     }
-    bp_real *col = scratch, *yb = scratch + (size_t)g->Kg * g->B * g->P;
-    for (int s0 = 0; s0 < g->N; s0 += g->B) {
-        int nb = g->N - s0 < g->B ? g->N - s0 : g->B;
-        int BP = nb * g->P;
-        for (int grp = 0; grp < g->G; grp++) {
-#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)nb * g->Mg * g->P))
-            for (int b = 0; b < nb; b++)
-                for (int m = 0; m < g->Mg; m++)
-                    memcpy(yb + (size_t)m * BP + (size_t)b * g->P,
-                           dy + ((size_t)(s0 + b) * g->M + (size_t)grp * g->Mg + m) * g->P,
-                           sizeof *yb * g->P);
-            if (dw) {
-                im2col(g, xw, s0, nb, grp, col);
-                bp_gemm(0, 1, g->Mg, g->Kg, BP, 1, yb, BP, col, BP, 1,
-                        dw + (size_t)grp * g->Mg * g->Kg, g->Kg);
+    int old = blas_single();
+    size_t nw = (size_t)g->M * g->Kg;
+#pragma omp parallel num_threads(g->nth) if (BIG((size_t)g->N * g->M * g->P * g->Kg / 8))
+    {
+        bp_real *col = scratch + per_thread(g) * omp_get_thread_num();
+        bp_real *dwt = col + (size_t)g->Kg * g->P;
+        if (dw)
+            memset(dwt, 0, nw * sizeof *dwt);
+#pragma omp for schedule(static)
+        for (int s = 0; s < g->N; s++)
+            for (int grp = 0; grp < g->G; grp++) {
+                const bp_real *dys = dy + ((size_t)s * g->M + (size_t)grp * g->Mg) * g->P;
+                const bp_real *wg = w ? w + (size_t)grp * g->Mg * g->Kg : NULL;
+                size_t xoff = ((size_t)s * g->C + (size_t)grp * g->Cg) * g->P;
+                if (dw) {
+                    const bp_real *b = col;
+                    if (g->pointwise)
+                        b = xw + xoff;
+                    else
+                        im2col(g, xw, s, grp, col);
+                    bp_gemm(0, 1, g->Mg, g->Kg, g->P, 1, dys, g->P, b, g->P, 1,
+                            dwt + (size_t)grp * g->Mg * g->Kg, g->Kg);
+                }
+                if (dx) {
+                    if (g->pointwise) {
+                        bp_gemm(1, 0, g->Kg, g->P, g->Mg, 1, wg, g->Kg, dys, g->P, 1, dx + xoff, g->P);
+                    } else {
+                        bp_gemm(1, 0, g->Kg, g->P, g->Mg, 1, wg, g->Kg, dys, g->P, 0, col, g->P);
+                        col2im(g, col, dx, s, grp);
+                    }
+                }
             }
-            if (dx) {
-                bp_gemm(1, 0, g->Kg, BP, g->Mg, 1, w + (size_t)grp * g->Mg * g->Kg, g->Kg, yb, BP,
-                        0, col, BP);
-                col2im(g, col, dx, s0, nb, grp);
-            }
+        if (dw) {
+#pragma omp critical(bp_conv_dw)
+            for (size_t i = 0; i < nw; i++)
+                dw[i] += dwt[i];
         }
     }
+    blas_restore(old);
 }
 
 static void bias_bwd(const geom *g, const bp_real *dy, bp_real *db)

@@ -49,9 +49,14 @@ static void adims_of(const bp_opctx *c, adims *d)
 static void add_fwd(const adims *d, const bp_real *a, const bp_real *b, bp_real *y)
 {
     if (d->na == d->total && d->nb == d->total) {
-#pragma omp parallel for schedule(static) if (BIG(d->total))
-        for (size_t i = 0; i < d->total; i++)
-            y[i] = (a ? a[i] : 0) + (b ? b[i] : 0);
+        if (a && b) {
+#pragma omp parallel for simd schedule(static) if (BIG(d->total))
+            for (size_t i = 0; i < d->total; i++)
+                y[i] = a[i] + b[i];
+        } else {
+            const bp_real *s = a ? a : b;
+            memcpy(y, s, d->total * sizeof *y);
+        }
         return;
     }
     int last = d->nd - 1;
@@ -76,7 +81,7 @@ static void add_fwd(const adims *d, const bp_real *a, const bp_real *b, bp_real 
 static void add_reduce(const adims *d, const int64_t *st, size_t nx, const bp_real *dy, bp_real *dx)
 {
     if (nx == d->total) {
-#pragma omp parallel for schedule(static) if (BIG(d->total))
+#pragma omp parallel for simd schedule(static) if (BIG(d->total))
         for (size_t i = 0; i < d->total; i++)
             dx[i] += dy[i];
         return;
@@ -154,10 +159,11 @@ bp_status bp_act_forward(bp_opctx *c)
     size_t n = bp_numel(c->yd, c->ynd);
     const bp_real *x = c->x[0];
     bp_real *y = c->y;
-#pragma omp parallel for schedule(static) if (BIG(n))
+#pragma omp parallel for simd schedule(static) if (BIG(n))
     for (size_t i = 0; i < n; i++) {
         bp_real v = x[i];
-        y[i] = v < lo ? lo : v > hi ? hi : v;
+        v = v < lo ? lo : v;
+        y[i] = v > hi ? hi : v;
     }
     return BP_OK;
 }
@@ -169,10 +175,10 @@ static void masked_add(const bp_opctx *c, const bp_real *in, bp_real *out)
     bounds(c, &lo, &hi);
     size_t n = bp_numel(c->yd, c->ynd);
     const bp_real *x = c->x[0];
-#pragma omp parallel for schedule(static) if (BIG(n))
+/* branch-free: the mask is data-dependent and mispredicts half the time */
+#pragma omp parallel for simd schedule(static) if (BIG(n))
     for (size_t i = 0; i < n; i++)
-        if (x[i] > lo && x[i] < hi)
-            out[i] += in[i];
+        out[i] += (x[i] > lo && x[i] < hi) ? in[i] : 0;
 }
 
 bp_status bp_act_backward(bp_opctx *c)
@@ -200,7 +206,7 @@ bp_status bp_act_rop_backward(bp_opctx *c)
 
 static void copy_add(size_t n, const bp_real *in, bp_real *out)
 {
-#pragma omp parallel for schedule(static) if (BIG(n))
+#pragma omp parallel for simd schedule(static) if (BIG(n))
     for (size_t i = 0; i < n; i++)
         out[i] += in[i];
 }

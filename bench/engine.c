@@ -1,0 +1,217 @@
+/* Float engine benchmark on a ResNet-8-shaped net (input 1x28x28; conv3x3 16
+ * + BN + ReLU; three basic residual blocks of 16, 32, 64 channels, stride 2
+ * with a 1x1 conv + BN shortcut at stages 2 and 3; GAP; Gemm 10), built with
+ * bp_graph_add_*. Prints medians of several runs:
+ *   forward (inference BN) and forward+backward (training BN) images/s at batch 256;
+ *   one HVP against one gradient (forward + loss + backward) at batch 128, as
+ *   a ratio (target: HVP <= 2.5 gradients), for a probe on all parameters and
+ *   for a probe on one late layer (the R-forward then starts there).
+ * Usage: engine [runs]   (default 5) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/exec.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static uint64_t rs = 12345;
+static double urand(void)
+{
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return (double)(rs >> 11) / 9007199254740992.0 * 2 - 1;
+}
+
+static int np_ = 0;
+static int param(bp_graph *g, int nd, const int64_t *d, double scale)
+{
+    char name[32];
+    snprintf(name, sizeof name, "p%d", np_++);
+    size_t n = 1;
+    for (int i = 0; i < nd; i++)
+        n *= (size_t)d[i];
+    float *init = malloc(n * sizeof *init);
+    for (size_t i = 0; i < n; i++)
+        init[i] = (float)(scale < 0 ? -scale : urand() * scale);
+    int id = bp_graph_add_param(g, name, nd, d, init);
+    free(init);
+    return id;
+}
+
+static int node(bp_graph *g, bp_op op, const bp_attrs *a, int nin, const int *in)
+{
+    char name[32];
+    snprintf(name, sizeof name, "a%d", g->nvalues);
+    int id = bp_graph_add_node(g, op, name, in, nin, name, a);
+    if (id < 0) {
+        fprintf(stderr, "engine bench: %s\n", bp_last_error());
+        exit(1);
+    }
+    return id;
+}
+
+static int conv_bn(bp_graph *g, int x, int cin, int cout, int k, int stride, int relu)
+{
+    bp_attrs a = bp_attrs_default();
+    a.stride[0] = a.stride[1] = stride;
+    a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = k / 2;
+    int w = param(g, 4, (int64_t[]){cout, cin, k, k}, sqrt(6.0 / (cin * k * k)));
+    int h = node(g, BP_OP_CONV, &a, 2, (int[]){x, w});
+    int64_t c1[1] = {cout};
+    int s = param(g, 1, c1, -1.0), b = param(g, 1, c1, 0.1), m = param(g, 1, c1, 0.1),
+        v = param(g, 1, c1, -1.0);
+    g->values[m].trainable = g->values[v].trainable = 0;
+    h = node(g, BP_OP_BN, NULL, 5, (int[]){h, s, b, m, v});
+    return relu ? node(g, BP_OP_RELU, NULL, 1, (int[]){h}) : h;
+}
+
+static int block(bp_graph *g, int x, int cin, int cout, int stride)
+{
+    int h = conv_bn(g, x, cin, cout, 3, stride, 1);
+    h = conv_bn(g, h, cout, cout, 3, 1, 0);
+    int sc = stride != 1 || cin != cout ? conv_bn(g, x, cin, cout, 1, stride, 0) : x;
+    h = node(g, BP_OP_ADD, NULL, 2, (int[]){h, sc});
+    return node(g, BP_OP_RELU, NULL, 1, (int[]){h});
+}
+
+static bp_graph *resnet8(int *late_weight)
+{
+    bp_graph *g = bp_graph_new();
+    int x = bp_graph_add_input(g, "x", 4, (int64_t[]){1, 1, 28, 28});
+    int h = conv_bn(g, x, 1, 16, 3, 1, 1);
+    h = block(g, h, 16, 16, 1);
+    h = block(g, h, 16, 32, 2);
+    *late_weight = g->nvalues; /* the next value is stage 3's first conv weight */
+    h = block(g, h, 32, 64, 2);
+    h = node(g, BP_OP_GAP, NULL, 1, (int[]){h});
+    h = node(g, BP_OP_FLATTEN, NULL, 1, (int[]){h});
+    int w = param(g, 2, (int64_t[]){10, 64}, sqrt(1.0 / 64));
+    int b = param(g, 1, (int64_t[]){10}, 0.1);
+    bp_attrs tb = bp_attrs_default();
+    tb.trans_b = 1;
+    node(g, BP_OP_GEMM, &tb, 3, (int[]){h, w, b});
+    return g;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, n, sizeof *t, cmp);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+#define CHECK(call)                                                              \
+    do {                                                                         \
+        bp_status st_ = (call);                                                  \
+        if (st_) {                                                               \
+            fprintf(stderr, "engine bench: %s: %s\n", #call, bp_last_error());   \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+int main(int argc, char **argv)
+{
+    int runs = argc > 1 ? atoi(argv[1]) : 5;
+    if (runs < 1)
+        runs = 1;
+    int late;
+    bp_graph *g = resnet8(&late);
+    const int B = 256, BH = 128;
+    size_t per = 28 * 28;
+    bp_real *x = malloc(B * per * sizeof *x);
+    int *lab = malloc(B * sizeof *lab);
+    for (size_t i = 0; i < B * per; i++)
+        x[i] = (bp_real)urand();
+    for (int i = 0; i < B; i++)
+        lab[i] = i % 10;
+    bp_real *gp = calloc(g->nparams, sizeof *gp), *v = malloc(g->nparams * sizeof *v),
+            *hv = calloc(g->nparams, sizeof *hv), *vl = calloc(g->nparams, sizeof *vl);
+    for (size_t i = 0; i < g->nparams; i++)
+        v[i] = urand() > 0 ? 1 : -1;
+    const bp_value *lw = &g->values[late];
+    for (size_t i = 0; i < lw->numel; i++)
+        vl[lw->offset + i] = v[lw->offset + i];
+    printf("ResNet-8 (Fashion-MNIST shape): %zu parameters, %s, %d runs (medians)\n", g->nparams,
+           BP_REAL_NAME, runs);
+
+    double *t = malloc(runs * sizeof *t);
+    bp_exec *ex = bp_exec_new(g, B, BP_EXEC_GRAD);
+    if (!ex) {
+        fprintf(stderr, "engine bench: %s\n", bp_last_error());
+        return 1;
+    }
+    CHECK(bp_forward(ex, g->params, x, B, BP_MODE_INFER)); /* warm-up */
+    for (int r = 0; r < runs; r++) {
+        double t0 = now();
+        CHECK(bp_forward(ex, g->params, x, B, BP_MODE_INFER));
+        t[r] = now() - t0;
+    }
+    double tf = median(t, runs);
+    for (int r = 0; r < runs; r++) {
+        double t0 = now();
+        CHECK(bp_forward(ex, g->params, x, B, BP_MODE_TRAIN));
+        CHECK(bp_loss_softmax_ce(ex, lab, NULL, NULL));
+        CHECK(bp_backward(ex, g->params, gp));
+        t[r] = now() - t0;
+    }
+    double tfb = median(t, runs);
+    printf("batch %d: forward            %8.1f ms  %8.0f images/s\n", B, tf * 1e3, B / tf);
+    printf("batch %d: forward+backward   %8.1f ms  %8.0f images/s  (%.2fx forward)\n", B,
+           tfb * 1e3, B / tfb, tfb / tf);
+    bp_exec_free(ex);
+
+    ex = bp_exec_new(g, BH, BP_EXEC_ROP);
+    if (!ex) {
+        fprintf(stderr, "engine bench: %s\n", bp_last_error());
+        return 1;
+    }
+    CHECK(bp_hvp(ex, g->params, x, lab, BH, v, hv, NULL, NULL));
+    for (int r = 0; r < runs; r++) {
+        double t0 = now();
+        CHECK(bp_forward(ex, g->params, x, BH, BP_MODE_INFER));
+        CHECK(bp_loss_softmax_ce(ex, lab, NULL, NULL));
+        CHECK(bp_backward(ex, g->params, gp));
+        t[r] = now() - t0;
+    }
+    double tg = median(t, runs);
+    for (int r = 0; r < runs; r++) {
+        double t0 = now();
+        CHECK(bp_hvp(ex, g->params, x, lab, BH, v, hv, NULL, NULL));
+        t[r] = now() - t0;
+    }
+    double th = median(t, runs);
+    for (int r = 0; r < runs; r++) {
+        double t0 = now();
+        CHECK(bp_hvp(ex, g->params, x, lab, BH, vl, hv, NULL, NULL));
+        t[r] = now() - t0;
+    }
+    double thl = median(t, runs);
+    printf("batch %d: gradient           %8.1f ms\n", BH, tg * 1e3);
+    printf("batch %d: HVP (all params)   %8.1f ms  = %.2f gradients (target <= 2.5)\n", BH,
+           th * 1e3, th / tg);
+    printf("batch %d: HVP (one layer v)  %8.1f ms  = %.2f gradients\n", BH, thl * 1e3, thl / tg);
+    bp_exec_free(ex);
+    free(t);
+    free(x);
+    free(lab);
+    free(gp);
+    free(v);
+    free(hv);
+    free(vl);
+    bp_graph_free(g);
+    return 0;
+}
