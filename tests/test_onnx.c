@@ -21,6 +21,7 @@
 #include "core/exec.h"
 #include "core/fileio.h"
 #include "core/onnx.h"
+#include "train/arch.h"
 
 #define FIX "tests/fixtures/onnx/"
 #define NSAMPLES 3
@@ -342,6 +343,69 @@ Test(onnx, written_files_pass_onnx_checker_and_numpy_reference, .init = make_tmp
     for (char *p = log; p && (p = strstr(p, "checker ok")); p++)
         oks++;
     cr_expect_eq(oks, (int)NFIX, "every written file was checked:\n%s", log ? log : "");
+    free(log);
+}
+
+/* What `bitplan train` saves: every built-in architecture, with parameters
+ * perturbed so that BN statistics matter, written by bp_onnx_save, must pass
+ * the onnx checker and compute in the numpy interpreter what bitplan's engine
+ * computes on the in-memory graph. */
+Test(onnx, builtin_architectures_written_for_other_tools, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+    char list[128];
+    snprintf(list, sizeof list, "%s/list.txt", tmpdir);
+    FILE *lf = fopen(list, "w");
+    cr_assert_not_null(lf);
+    uint32_t seed = 99;
+    int narch = 0;
+    for (int i = 0; bp_arch_name(i); i++) {
+        bp_graph *g;
+        cr_assert_eq(bp_arch_build(bp_arch_name(i), 1, 28, 28, 10, 1, &g), BP_OK, "%s", bp_last_error());
+        for (int k = 0; k < g->nnodes; k++) {
+            const bp_node *n = &g->nodes[k];
+            if (n->op != BP_OP_BN)
+                continue;
+            for (int j = 1; j < 5; j++) {
+                bp_real *p = bp_param_ptr(g, g->params, n->in[j]);
+                for (size_t e = 0; e < g->values[n->in[j]].numel; e++) {
+                    double u = (double)(seed = seed * 1664525u + 1013904223u) / 4294967296.0;
+                    p[e] = (bp_real)(j == 1 || j == 4 ? 0.5 + u : 0.4 * (u - 0.5));
+                }
+            }
+        }
+        enum { NS = 2 };
+        float x[NS * 28 * 28];
+        for (size_t e = 0; e < sizeof x / sizeof *x; e++)
+            x[e] = (float)((double)(seed = seed * 1664525u + 1013904223u) / 4294967296.0 - 0.5);
+        size_t ny;
+        float *y = forward(g, x, NS, &ny);
+        char mp[256], xp[256], yp[256];
+        snprintf(mp, sizeof mp, "%s/%s.onnx", tmpdir, bp_arch_name(i));
+        snprintf(xp, sizeof xp, "%s/%s.x.bin", tmpdir, bp_arch_name(i));
+        snprintf(yp, sizeof yp, "%s/%s.y.bin", tmpdir, bp_arch_name(i));
+        cr_assert_eq(bp_onnx_save(g, mp), BP_OK, "%s", bp_last_error());
+        cr_assert_eq(bp_write_file_atomic(xp, x, sizeof x), BP_OK);
+        cr_assert_eq(bp_write_file_atomic(yp, y, ny * sizeof *y), BP_OK);
+        fprintf(lf, "%s %s %s\n", mp, xp, yp);
+        free(y);
+        bp_graph_free(g);
+        narch++;
+    }
+    fclose(lf);
+    cr_assert_geq(narch, 3, "lenet5, resnet8, mobilenetv2 at least");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/onnx_ref.py --check %s >%s/log.txt 2>&1", list,
+             tmpdir);
+    int rc = system(cmd);
+    char logp[128], *log = NULL;
+    size_t len;
+    snprintf(logp, sizeof logp, "%s/log.txt", tmpdir);
+    bp_read_file(logp, &log, &len);
+    cr_expect_eq(rc, 0, "python onnx checker / numpy reference:\n%s", log ? log : "");
+    int oks = 0;
+    for (char *p = log; p && (p = strstr(p, "checker ok")); p++)
+        oks++;
+    cr_expect_eq(oks, narch, "every written file was checked:\n%s", log ? log : "");
     free(log);
 }
 
