@@ -13,8 +13,9 @@
  * bit-exact with bp_requant. Tiles whose multipliers need a left shift or are
  * the zero multiplier take the scalar bp_requant.
  *
- * Every function carries target("avx2") so the file builds with the project's
- * common flags; qkernels.c calls in only when the CPU has AVX2. Integer-only. */
+ * Every function carries target("avx2") (the VNNI tiles target("avx2,avxvnni"))
+ * so the file builds with the project's common flags; qkernels.c calls in only
+ * when the CPU has the features. Integer-only. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -28,40 +29,44 @@
  * beyond np and beyond k. Built one k row at a time into int16 rows, then two
  * rows are interleaved into pairs with unpack instructions. */
 
-/* Row kk of the im2col matrix for pixels p0 .. p0+np-1 into t (int16). */
+/* Row kk of the im2col matrix for pixels p0 .. p0+np-1 into t (int16), zero
+ * up to npad. Runs along output rows; no divisions inside the loop. Stores may
+ * run up to 16 values past a run (rows have that much slack, and what lies
+ * past a run is written again afterwards). */
 AVX2 static void conv_row(const bp_qconv_params *p, int ow, const void *in, size_t in_total,
                           size_t in_off, int kk, int p0, int np, int npad, int16_t *t)
 {
     const int khw = p->kh * p->kw;
     const int ci = kk / khw, ky = (kk / p->kw) % p->kh, kx = kk % p->kw;
     const size_t cbase = in_off + (size_t)ci * p->h * p->w;
-    const int u8 = p->in_type == BP_QT_U8;
-    int q = 0;
+    const int u8 = p->in_type == BP_QT_U8, sw = p->stride_w;
+    const int off = kx * p->dil_w - p->pad_l, ybase = ky * p->dil_h - p->pad_t;
+    /* output columns whose input column (ox·sw + off) lies in [0, w) */
+    int oxa = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    int oxb = p->w - off > 0 ? (p->w - off + sw - 1) / sw : 0;
+    oxa = oxa > ow ? ow : oxa;
+    oxb = oxb > ow ? ow : oxb < oxa ? oxa : oxb;
+    const __m256i zero = _mm256_setzero_si256();
+    int q = 0, oy = p0 / ow, ox0 = p0 % ow;
     while (q < np) {
-        int pix = p0 + q, oy = pix / ow, ox0 = pix % ow;
-        int run = ow - ox0 < np - q ? ow - ox0 : np - q; /* pixels left in this output row */
-        int iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+        const int run = ow - ox0 < np - q ? ow - ox0 : np - q;
+        const int iy = oy * p->stride_h + ybase;
         int16_t *d = t + q;
         if (iy < 0 || iy >= p->h) {
-            memset(d, 0, sizeof(int16_t) * run);
+            for (int k = 0; k < run; k += 16)
+                _mm256_storeu_si256((__m256i *)(d + k), zero);
         } else {
-            const size_t rb = cbase + (size_t)iy * p->w;
-            const int sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
-            /* input column of pixel j of the run: (ox0 + j)·sw + off; valid for j in [j0, j1) */
-            int j0 = off >= 0 ? 0 : (-off + sw - 1) / sw - ox0;
-            int j1 = (p->w - off + sw - 1) / sw - ox0;
+            int j0 = oxa - ox0, j1 = oxb - ox0;
             j0 = j0 < 0 ? 0 : j0 > run ? run : j0;
             j1 = j1 > run ? run : j1 < j0 ? j0 : j1;
             for (int k = 0; k < j0; k++)
                 d[k] = 0;
-            const ptrdiff_t first = (ptrdiff_t)rb + (ptrdiff_t)(ox0 + j0) * sw + off;
+            const ptrdiff_t first = (ptrdiff_t)(cbase + (size_t)iy * p->w) + (ptrdiff_t)(ox0 + j0) * sw + off;
             int k = j0;
             if (sw == 1) {
-                /* 16 at a time; the last vector may run past j1 (into this run's
-                 * right padding, zeroed below, or the next run, written after)
-                 * as long as the 16-byte load stays inside the input. */
+                /* 16 at a time while the 16-byte load stays inside the input */
                 const uint8_t *src = (const uint8_t *)in + first;
-                const ptrdiff_t safe = (ptrdiff_t)in_total - 16 - first; /* loads at src+i ok for i <= safe */
+                const ptrdiff_t safe = (ptrdiff_t)in_total - 16 - first;
                 if (u8)
                     for (; k < j1 && (ptrdiff_t)(k - j0) <= safe; k += 16, src += 16)
                         _mm256_storeu_si256((__m256i *)(d + k),
@@ -89,6 +94,8 @@ AVX2 static void conv_row(const bp_qconv_params *p, int ow, const void *in, size
                 d[k] = 0;
         }
         q += run;
+        ox0 = 0;
+        oy++;
     }
     for (; q < npad; q++)
         t[q] = 0;
@@ -185,99 +192,102 @@ typedef struct {
 
 /* One group: out rows [0, M) by pixels [p0, p0 + np) from the activation
  * panel A of that pixel block and the group's weight panel gp. */
-AVX2 static void tiles(const int32_t *A, int np, int p0, int k, const uint8_t *gp, int M,
-                       int wbits, const tile_out *o)
-{
-    const int kp_n = bp_qk_kpairs(k), cell = bp_qk_cell(wbits), nsb = (np + NR - 1) / NR;
-    const int npad = nsb * NR;
-    const __m256i vlo = _mm256_set1_epi32(o->lo), vhi = _mm256_set1_epi32(o->hi);
-    for (int rb = 0; rb < bp_qk_rblocks(M); rb++) {
-        const int r0 = rb * BP_QK_MR, nr = M - r0 < BP_QK_MR ? M - r0 : BP_QK_MR;
-        int32_t bb[16] = {0}, mm[16] = {0}, rr[16] = {0}, zz[16] = {0};
-        int vec_ok = 1;
-        for (int c = 0; c < nr; c++) {
-            bp_qmul q = o->qm[r0 + c];
-            bb[c] = o->bias ? o->bias[r0 + c] : 0;
-            mm[c] = q.mult;
-            rr[c] = -q.shift;
-            zz[c] = q.mult == 0 ? -1 : 0;
-            if (q.shift > 0 || q.shift < -31)
-                vec_ok = 0;
-        }
-        const __m256i b0 = _mm256_loadu_si256((const __m256i *)bb),
-                      b1 = _mm256_loadu_si256((const __m256i *)(bb + 8));
-        const __m256i m0 = _mm256_loadu_si256((const __m256i *)mm),
-                      m1 = _mm256_loadu_si256((const __m256i *)(mm + 8));
-        const __m256i s0 = _mm256_loadu_si256((const __m256i *)rr),
-                      s1 = _mm256_loadu_si256((const __m256i *)(rr + 8));
-        const __m256i z0 = _mm256_loadu_si256((const __m256i *)zz),
-                      z1 = _mm256_loadu_si256((const __m256i *)(zz + 8));
-        const uint8_t *wrb = gp + (size_t)rb * kp_n * cell;
-        for (int sb = 0; sb < nsb; sb++) {
-            const int32_t *a = A + (size_t)sb * NR;
-            const uint8_t *w = wrb;
-            __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
-                    c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-            for (int kp = 0; kp < kp_n; kp++, a += npad, w += cell) {
-                __m256i w0, w1;
-                if (cell == 32) {
-                    w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
-                    w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16)));
-                } else {
-                    __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w));
-                    w0 = _mm256_srai_epi16(_mm256_slli_epi16(x, 12), 12);
-                    w1 = _mm256_srai_epi16(_mm256_slli_epi16(x, 8), 12);
-                }
-                __m256i av;
-#define STEP(j, ca, cb)                                                \
-    av = _mm256_set1_epi32(a[j]);                                      \
-    ca = _mm256_add_epi32(ca, _mm256_madd_epi16(w0, av));              \
-    cb = _mm256_add_epi32(cb, _mm256_madd_epi16(w1, av));
-                STEP(0, c00, c01)
-                STEP(1, c10, c11)
-                STEP(2, c20, c21)
-                STEP(3, c30, c31)
-                STEP(4, c40, c41)
-                STEP(5, c50, c51)
-#undef STEP
-            }
-            __m256i acc[NR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                                  {c30, c31}, {c40, c41}, {c50, c51}};
-            for (int j = 0; j < NR; j++) {
-                const int q = sb * NR + j;
-                if (q >= np)
-                    break;
-                int32_t res[16];
-                __m256i x0 = _mm256_add_epi32(acc[j][0], b0), x1 = _mm256_add_epi32(acc[j][1], b1);
-                if (vec_ok) {
-                    x0 = _mm256_min_epi32(_mm256_max_epi32(vrequant(x0, m0, s0, z0), vlo), vhi);
-                    x1 = _mm256_min_epi32(_mm256_max_epi32(vrequant(x1, m1, s1, z1), vlo), vhi);
-                    _mm256_storeu_si256((__m256i *)res, x0);
-                    _mm256_storeu_si256((__m256i *)(res + 8), x1);
-                } else {
-                    _mm256_storeu_si256((__m256i *)res, x0);
-                    _mm256_storeu_si256((__m256i *)(res + 8), x1);
-                    for (int c = 0; c < nr; c++)
-                        res[c] = bp_requant(res[c], o->qm[r0 + c]);
-                }
-                size_t base = o->out_base + (size_t)(p0 + q) * o->ps + (size_t)r0 * o->rs;
-                if (o->type == BP_QT_U8) {
-                    uint8_t *dst = (uint8_t *)o->out + base;
-                    for (int c = 0; c < nr; c++)
-                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_U8, res[c], o->lo, o->hi);
-                } else if (o->type == BP_QT_S8) {
-                    int8_t *dst = (int8_t *)o->out + base;
-                    for (int c = 0; c < nr; c++)
-                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_S8, res[c], o->lo, o->hi);
-                } else {
-                    int32_t *dst = (int32_t *)o->out + base;
-                    for (int c = 0; c < nr; c++)
-                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_S32, res[c], o->lo, o->hi);
-                }
-            }
-        }
-    }
-}
+#define DEFINE_TILES(NAME, TARGET, MAC) \
+TARGET static void NAME(const int32_t *A, int np, int p0, int k, const uint8_t *gp, int M,           \
+                       int wbits, const tile_out *o)                                                 \
+{                                                                                                    \
+    const int kp_n = bp_qk_kpairs(k), cell = bp_qk_cell(wbits), nsb = (np + NR - 1) / NR;            \
+    const int npad = nsb * NR;                                                                       \
+    const __m256i vlo = _mm256_set1_epi32(o->lo), vhi = _mm256_set1_epi32(o->hi);                    \
+    for (int rb = 0; rb < bp_qk_rblocks(M); rb++) {                                                  \
+        const int r0 = rb * BP_QK_MR, nr = M - r0 < BP_QK_MR ? M - r0 : BP_QK_MR;                    \
+        int32_t bb[16] = {0}, mm[16] = {0}, rr[16] = {0}, zz[16] = {0};                              \
+        int vec_ok = 1;                                                                              \
+        for (int c = 0; c < nr; c++) {                                                               \
+            bp_qmul q = o->qm[r0 + c];                                                               \
+            bb[c] = o->bias ? o->bias[r0 + c] : 0;                                                   \
+            mm[c] = q.mult;                                                                          \
+            rr[c] = -q.shift;                                                                        \
+            zz[c] = q.mult == 0 ? -1 : 0;                                                            \
+            if (q.shift > 0 || q.shift < -31)                                                        \
+                vec_ok = 0;                                                                          \
+        }                                                                                            \
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)bb),                                  \
+                      b1 = _mm256_loadu_si256((const __m256i *)(bb + 8));                            \
+        const __m256i m0 = _mm256_loadu_si256((const __m256i *)mm),                                  \
+                      m1 = _mm256_loadu_si256((const __m256i *)(mm + 8));                            \
+        const __m256i s0 = _mm256_loadu_si256((const __m256i *)rr),                                  \
+                      s1 = _mm256_loadu_si256((const __m256i *)(rr + 8));                            \
+        const __m256i z0 = _mm256_loadu_si256((const __m256i *)zz),                                  \
+                      z1 = _mm256_loadu_si256((const __m256i *)(zz + 8));                            \
+        const uint8_t *wrb = gp + (size_t)rb * kp_n * cell;                                          \
+        for (int sb = 0; sb < nsb; sb++) {                                                           \
+            const int32_t *a = A + (size_t)sb * NR;                                                  \
+            const uint8_t *w = wrb;                                                                  \
+            __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,        \
+                    c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;     \
+            for (int kp = 0; kp < kp_n; kp++, a += npad, w += cell) {                                \
+                __m256i w0, w1;                                                                      \
+                if (cell == 32) {                                                                    \
+                    w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));                  \
+                    w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16)));           \
+                } else {                                                                             \
+                    __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w));           \
+                    w0 = _mm256_srai_epi16(_mm256_slli_epi16(x, 12), 12);                            \
+                    w1 = _mm256_srai_epi16(_mm256_slli_epi16(x, 8), 12);                             \
+                }                                                                                    \
+                __m256i av;                                                                          \
+                av = _mm256_set1_epi32(a[0]); c00 = MAC(c00, w0, av); c01 = MAC(c01, w1, av);        \
+                av = _mm256_set1_epi32(a[1]); c10 = MAC(c10, w0, av); c11 = MAC(c11, w1, av);        \
+                av = _mm256_set1_epi32(a[2]); c20 = MAC(c20, w0, av); c21 = MAC(c21, w1, av);        \
+                av = _mm256_set1_epi32(a[3]); c30 = MAC(c30, w0, av); c31 = MAC(c31, w1, av);        \
+                av = _mm256_set1_epi32(a[4]); c40 = MAC(c40, w0, av); c41 = MAC(c41, w1, av);        \
+                av = _mm256_set1_epi32(a[5]); c50 = MAC(c50, w0, av); c51 = MAC(c51, w1, av);        \
+            }                                                                                        \
+            __m256i acc[NR][2] = {{c00, c01}, {c10, c11}, {c20, c21},                                \
+                                  {c30, c31}, {c40, c41}, {c50, c51}};                               \
+            for (int j = 0; j < NR; j++) {                                                           \
+                const int q = sb * NR + j;                                                           \
+                if (q >= np)                                                                         \
+                    break;                                                                           \
+                int32_t res[16];                                                                     \
+                __m256i x0 = _mm256_add_epi32(acc[j][0], b0), x1 = _mm256_add_epi32(acc[j][1], b1);  \
+                if (vec_ok) {                                                                        \
+                    x0 = _mm256_min_epi32(_mm256_max_epi32(vrequant(x0, m0, s0, z0), vlo), vhi);     \
+                    x1 = _mm256_min_epi32(_mm256_max_epi32(vrequant(x1, m1, s1, z1), vlo), vhi);     \
+                    _mm256_storeu_si256((__m256i *)res, x0);                                         \
+                    _mm256_storeu_si256((__m256i *)(res + 8), x1);                                   \
+                } else {                                                                             \
+                    _mm256_storeu_si256((__m256i *)res, x0);                                         \
+                    _mm256_storeu_si256((__m256i *)(res + 8), x1);                                   \
+                    for (int c = 0; c < nr; c++)                                                     \
+                        res[c] = bp_requant(res[c], o->qm[r0 + c]);                                  \
+                }                                                                                    \
+                size_t base = o->out_base + (size_t)(p0 + q) * o->ps + (size_t)r0 * o->rs;           \
+                if (o->type == BP_QT_U8) {                                                           \
+                    uint8_t *dst = (uint8_t *)o->out + base;                                         \
+                    for (int c = 0; c < nr; c++)                                                     \
+                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_U8, res[c], o->lo, o->hi);         \
+                } else if (o->type == BP_QT_S8) {                                                    \
+                    int8_t *dst = (int8_t *)o->out + base;                                           \
+                    for (int c = 0; c < nr; c++)                                                     \
+                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_S8, res[c], o->lo, o->hi);         \
+                } else {                                                                             \
+                    int32_t *dst = (int32_t *)o->out + base;                                         \
+                    for (int c = 0; c < nr; c++)                                                     \
+                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_S32, res[c], o->lo, o->hi);        \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}                                                                                                    \
+
+#define MAC_AVX2(acc, w, a) _mm256_add_epi32(acc, _mm256_madd_epi16(w, a))
+#define MAC_VNNI(acc, w, a) _mm256_dpwssd_avx_epi32(acc, w, a)
+DEFINE_TILES(tiles_avx2, AVX2, MAC_AVX2)
+/* AVX-VNNI: vpdpwssd fuses the pair multiply-add with the accumulation (same
+ * int16 pairs, same exact int32 result, one instruction instead of two). */
+DEFINE_TILES(tiles_vnni, __attribute__((target("avx2,avxvnni"))), MAC_VNNI)
 
 static int32_t *aligned_scratch(void *scratch)
 {
@@ -286,7 +296,7 @@ static int32_t *aligned_scratch(void *scratch)
 }
 
 AVX2 void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
-                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
+                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int vnni)
 {
     int oh, ow;
     bp_qconv_out_hw(p, &oh, &ow);
@@ -310,13 +320,14 @@ AVX2 void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t 
             for (int p0 = 0; p0 < npix; p0 += pb) {
                 int np = npix - p0 < pb ? npix - p0 : pb;
                 im2col_conv(p, ow, in, in_off, p0, np, k, A, t0, t1);
-                tiles(A, np, p0, k, wpanel + (size_t)g * gbytes, cog, p->wbits, &o);
+                (vnni ? tiles_vnni : tiles_avx2)(A, np, p0, k, wpanel + (size_t)g * gbytes, cog,
+                                                 p->wbits, &o);
             }
         }
 }
 
 AVX2 void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
-                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
+                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int vnni)
 {
     const int pb = bp_qk_pixel_block(p->k);
     int32_t *A = aligned_scratch(scratch);
@@ -324,6 +335,6 @@ AVX2 void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t 
     for (int p0 = 0; p0 < p->n; p0 += pb) {
         int np = p->n - p0 < pb ? p->n - p0 : pb;
         im2col_gemm(in, p->in_type, p->k, p0, np, A);
-        tiles(A, np, p0, p->k, wpanel, p->m, p->wbits, &o);
+        (vnni ? tiles_vnni : tiles_avx2)(A, np, p0, p->k, wpanel, p->m, p->wbits, &o);
     }
 }

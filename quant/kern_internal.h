@@ -55,9 +55,10 @@ void bp_qconv_ref(const bp_qconv_params *p, const void *in, const uint8_t *wpane
                   const int32_t *bias, const bp_qmul *qm, void *out);
 void bp_qgemm_ref(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
                   const int32_t *bias, const bp_qmul *qm, void *out);
+/* vnni = 1: the AVX-VNNI tiles (vpdpwssd); needs the CPU feature. */
 void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
-                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch);
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int vnni);
 void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
-                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch);
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int vnni);
 
 #endif

@@ -1,5 +1,6 @@
 /* qkernels.c — weight panels, parameter checks, scratch sizes and the run-time
  * choice between the reference and AVX2 kernels. Integer-only. */
+#include <cpuid.h>
 #include <string.h>
 
 #include "quant/kern_internal.h"
@@ -135,22 +136,50 @@ static bp_qkern_impl chosen = BP_QKERN_AUTO;
 
 void bp_qkern_set_impl(bp_qkern_impl impl) { chosen = impl; }
 
+/* Feature bits are looked up once: CPUID traps to the hypervisor in a VM
+ * (tens of microseconds), far too slow for every kernel call. -1 = unknown. */
+static int avx2_flag = -1, avxvnni_flag = -1;
+
 static int have_avx2(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
+    if (avx2_flag < 0) {
+        __builtin_cpu_init();
+        avx2_flag = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return avx2_flag;
+}
+
+static int have_avxvnni(void)
+{
+    if (avxvnni_flag < 0) {
+        unsigned a, b, c, d;
+        avxvnni_flag = have_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) ? (int)((a >> 4) & 1) : 0;
+    }
+    return avxvnni_flag;
+}
+
+int bp_qkern_available(bp_qkern_impl impl)
+{
+    switch (impl) {
+    case BP_QKERN_REF: return 1;
+    case BP_QKERN_AVX2: return have_avx2();
+    case BP_QKERN_AVXVNNI: return have_avxvnni();
+    default: return 1;
+    }
 }
 
 bp_qkern_impl bp_qkern_active(void)
 {
     if (chosen == BP_QKERN_AUTO)
-        return have_avx2() ? BP_QKERN_AVX2 : BP_QKERN_REF;
+        return have_avxvnni() ? BP_QKERN_AVXVNNI : have_avx2() ? BP_QKERN_AVX2 : BP_QKERN_REF;
     return chosen;
 }
 
 const char *bp_qkern_name(bp_qkern_impl impl)
 {
-    return impl == BP_QKERN_AVX2 ? "avx2" : impl == BP_QKERN_REF ? "ref" : "auto";
+    return impl == BP_QKERN_AVXVNNI ? "avxvnni" : impl == BP_QKERN_AVX2 ? "avx2"
+           : impl == BP_QKERN_REF   ? "ref"
+                                    : "auto";
 }
 
 bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
@@ -160,10 +189,11 @@ bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpan
     if (st)
         return st;
     bp_qkern_impl impl = bp_qkern_active();
-    if (impl == BP_QKERN_AVX2) {
-        if (!have_avx2())
-            return bp_error(BP_ERR_UNSUPPORTED, "qconv: the AVX2 kernel was forced on a CPU without AVX2");
-        bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch);
+    if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI) {
+        if (!bp_qkern_available(impl))
+            return bp_error(BP_ERR_UNSUPPORTED, "qconv: the %s kernel was forced on a CPU without it",
+                            bp_qkern_name(impl));
+        bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, impl == BP_QKERN_AVXVNNI);
     } else {
         bp_qconv_ref(p, in, wpanel, bias, qm, out);
     }
@@ -177,10 +207,11 @@ bp_status bp_qgemm(const bp_qgemm_params *p, const void *in, const uint8_t *wpan
     if (st)
         return st;
     bp_qkern_impl impl = bp_qkern_active();
-    if (impl == BP_QKERN_AVX2) {
-        if (!have_avx2())
-            return bp_error(BP_ERR_UNSUPPORTED, "qgemm: the AVX2 kernel was forced on a CPU without AVX2");
-        bp_qgemm_avx2(p, in, wpanel, bias, qm, out, scratch);
+    if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI) {
+        if (!bp_qkern_available(impl))
+            return bp_error(BP_ERR_UNSUPPORTED, "qgemm: the %s kernel was forced on a CPU without it",
+                            bp_qkern_name(impl));
+        bp_qgemm_avx2(p, in, wpanel, bias, qm, out, scratch, impl == BP_QKERN_AVXVNNI);
     } else {
         bp_qgemm_ref(p, in, wpanel, bias, qm, out);
     }

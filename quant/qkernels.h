@@ -2,9 +2,11 @@
  * 2..8-bit weights, int32 accumulation, int32 bias, per-output-channel dyadic
  * requantization (quant/requant.h), clamp, store.
  *
- * Two implementations with identical results: a portable C reference and an
- * AVX2 one, chosen at run time (__builtin_cpu_supports("avx2")) unless the
- * caller forces one with bp_qkern_set_impl. Kernels never allocate: callers
+ * Implementations with identical results: a portable C reference, an AVX2
+ * one, and the same AVX2 kernel with AVX-VNNI's vpdpwssd doing the multiply-
+ * accumulate, chosen at run time (__builtin_cpu_supports("avx2"); AVX-VNNI by
+ * CPUID leaf 7 subleaf 1, EAX bit 4, which GCC 12's builtin does not know)
+ * unless the caller forces one with bp_qkern_set_impl. Kernels never allocate: callers
  * pass scratch of bp_qconv_buffer_size()/bp_qgemm_buffer_size() bytes.
  *
  * Value ranges. Activations have zero point 0: BP_QT_U8 holds 0..255 (after
@@ -113,11 +115,14 @@ bp_status bp_qgemm(const bp_qgemm_params *p, const void *in, const uint8_t *wpan
 /* ---- implementation choice ----------------------------------------------- */
 
 typedef enum {
-    BP_QKERN_AUTO = 0, /* AVX2 when the CPU has it, else reference */
+    BP_QKERN_AUTO = 0, /* AVX-VNNI when the CPU has it, else AVX2, else reference */
     BP_QKERN_REF,      /* portable C */
-    BP_QKERN_AVX2      /* BP_ERR_UNSUPPORTED from kernels when the CPU lacks AVX2 */
+    BP_QKERN_AVX2,     /* BP_ERR_UNSUPPORTED from kernels when the CPU lacks AVX2 */
+    BP_QKERN_AVXVNNI   /* the AVX2 kernel with vpdpwssd (AVX-VNNI) for multiply-add */
 } bp_qkern_impl;
 
+/* Whether this CPU can run impl (REF always). */
+int bp_qkern_available(bp_qkern_impl impl);
 /* Process-wide choice (tests and benchmarks compare implementations). */
 void bp_qkern_set_impl(bp_qkern_impl impl);
 /* The implementation kernels use now (AUTO resolved). */

@@ -1,4 +1,5 @@
-/* test_qkernels.c — int conv/GEMM kernels: AVX2 and reference against a naive
+/* test_qkernels.c — int conv/GEMM kernels: AVX2, AVX-VNNI (where the CPU has
+ * it; elsewhere that comparison repeats the AVX2 one) and reference against a naive
  * int64 loop (exact), on random shapes with odd sizes, groups, depthwise,
  * strides, padding, dilation, every weight width 2..8 (int4 and fewer packed
  * two per byte), signed and unsigned inputs, every output type. */
@@ -130,12 +131,18 @@ static void run_conv_case(int it)
     size_t ssz = bp_qconv_buffer_size(&p);
     void *scratch = aligned_alloc(64, (ssz + 63) / 64 * 64);
     size_t osz = nout * bp_qtype_size(p.out_type);
-    void *o_ref = malloc(osz), *o_avx = malloc(osz);
+    void *o_ref = malloc(osz), *o_avx = malloc(osz), *o_vnni = malloc(osz);
 
     bp_qkern_set_impl(BP_QKERN_REF);
     cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_ref, scratch), BP_OK);
     bp_qkern_set_impl(BP_QKERN_AVX2);
     cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_avx, scratch), BP_OK, "%s", bp_last_error());
+    int vnni = bp_qkern_available(BP_QKERN_AVXVNNI);
+    bp_qkern_set_impl(BP_QKERN_AVXVNNI);
+    if (vnni)
+        cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_vnni, scratch), BP_OK, "%s", bp_last_error());
+    else
+        memcpy(o_vnni, o_avx, osz);
     bp_qkern_set_impl(BP_QKERN_AUTO);
 
     long bad = 0;
@@ -158,19 +165,20 @@ static void run_conv_case(int it)
                             }
                     int64_t want = clampl(ref_req(acc, qm[co]), p.out_min, p.out_max);
                     size_t oi = (((size_t)n * p.cout + co) * oh + oy) * ow + ox;
-                    int64_t r = get_out(o_ref, oi, p.out_type), a = get_out(o_avx, oi, p.out_type);
-                    if (r != want || a != want) {
+                    int64_t r = get_out(o_ref, oi, p.out_type), a = get_out(o_avx, oi, p.out_type),
+                            v = get_out(o_vnni, oi, p.out_type);
+                    if (r != want || a != want || v != want) {
                         if (bad++ < 5)
                             cr_log_error("case %d (n%d g%d cin%d cout%d %dx%d k%dx%d s%d w%d): out[%zu] "
-                                         "naive %lld ref %lld avx2 %lld",
+                                         "naive %lld ref %lld avx2 %lld avxvnni %lld",
                                          it, p.n, p.group, p.cin, p.cout, p.h, p.w, p.kh, p.kw,
                                          p.stride_h, p.wbits, oi, (long long)want, (long long)r,
-                                         (long long)a);
+                                         (long long)a, (long long)v);
                     }
                 }
         }
     cr_assert_eq(bad, 0, "case %d: %ld mismatches", it, bad);
-    free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o_avx);
+    free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o_avx), free(o_vnni);
 }
 
 Test(qkernels, conv_random_shapes_exact)
@@ -247,11 +255,16 @@ Test(qkernels, gemm_random_shapes_exact)
         cr_assert_eq(bp_qweights_pack(w, 1, p.m, p.k, p.wbits, panel), BP_OK);
         void *scratch = aligned_alloc(64, (bp_qgemm_buffer_size(&p) + 63) / 64 * 64);
         size_t osz = (size_t)p.n * p.m * bp_qtype_size(p.out_type);
-        void *o1 = malloc(osz), *o2 = malloc(osz);
+        void *o1 = malloc(osz), *o2 = malloc(osz), *o3 = malloc(osz);
         bp_qkern_set_impl(BP_QKERN_REF);
         cr_assert_eq(bp_qgemm(&p, in, panel, bias, qm, o1, scratch), BP_OK);
         bp_qkern_set_impl(BP_QKERN_AVX2);
         cr_assert_eq(bp_qgemm(&p, in, panel, bias, qm, o2, scratch), BP_OK);
+        bp_qkern_set_impl(BP_QKERN_AVXVNNI);
+        if (bp_qkern_available(BP_QKERN_AVXVNNI))
+            cr_assert_eq(bp_qgemm(&p, in, panel, bias, qm, o3, scratch), BP_OK);
+        else
+            memcpy(o3, o2, osz);
         bp_qkern_set_impl(BP_QKERN_AUTO);
         for (int n = 0; n < p.n; n++)
             for (int r = 0; r < p.m; r++) {
@@ -262,8 +275,9 @@ Test(qkernels, gemm_random_shapes_exact)
                 int64_t want = clampl(ref_req(acc, qm[r]), p.out_min, p.out_max);
                 cr_assert_eq(get_out(o1, (size_t)n * p.m + r, p.out_type), want, "gemm %d ref (%d,%d)", it, n, r);
                 cr_assert_eq(get_out(o2, (size_t)n * p.m + r, p.out_type), want, "gemm %d avx2 (%d,%d)", it, n, r);
+                cr_assert_eq(get_out(o3, (size_t)n * p.m + r, p.out_type), want, "gemm %d avxvnni (%d,%d)", it, n, r);
             }
-        free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o1), free(o2);
+        free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o1), free(o2), free(o3);
     }
 }
 
