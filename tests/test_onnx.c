@@ -36,6 +36,7 @@ static const struct {
     {"gap_fused_op11", "gap", "gap"}, {"gap_fused_op13", "gap", "gap"},
     {"gap_bn_op11", "gap", "gap"},    {"gap_bn_op13", "gap", "gap"},
     {"gap_bn_op17", "gap", "gap"},    {"gap_dyn_op13", "gap", "gap"},
+    {"cnn_keepinit_op11", "cnn", "cnn"}, {"gap_keepinit_op11", "gap", "gap"},
     {"edge_opset9", "edge_opset9", NULL},
 };
 #define NFIX (sizeof fixtures / sizeof *fixtures)

@@ -240,6 +240,8 @@ def main():
             ("bn_op11", 11, dict(training=P, do_constant_folding=False)),
             ("bn_op13", 13, dict(training=P)),
             ("bn_op17", 17, dict(training=P, do_constant_folding=False)),
+            # older exporters list every initializer as a graph input too
+            ("keepinit_op11", 11, dict(training=P, keep_initializers_as_inputs=True)),
             # symbolic batch: the view's Shape/Gather chain cannot be folded by torch
             ("dyn_op13", 13, dict(training=P, do_constant_folding=False,
                                   dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})),
