@@ -130,13 +130,17 @@ int cmd_info(int argc, char **argv)
         shape_str(gout, out_s, sizeof out_s);
         printf("model   %s\nsha256  %s\ninput   %s (N x %s)   output %s (N x %s)   %d nodes\n\n", path,
                hex, gin->name, in_s, gout->name, out_s, g->nnodes);
-        printf("%-3s %-24s %-7s %-14s %-14s %9s %12s\n", "#", "layer", "op", "input", "output",
+        int w = 5; /* the layer column fits the longest name */
+        for (int i = 0; i < nl; i++)
+            if ((int)strlen(ls[i].name) > w)
+                w = (int)strlen(ls[i].name);
+        printf("%-3s %-*s %-7s %-14s %-14s %9s %12s\n", "#", w, "layer", "op", "input", "output",
                "params", "MACs");
         for (int i = 0; i < nl; i++) {
             const bp_layer *L = &ls[i];
             shape_str(&g->values[L->input], in_s, sizeof in_s);
             shape_str(&g->values[L->output], out_s, sizeof out_s);
-            printf("%-3d %-24s %-7s %-14s %-14s %9zu %12lld\n", i, L->name, bp_op_name(L->op), in_s,
+            printf("%-3d %-*s %-7s %-14s %-14s %9zu %12lld\n", i, w, L->name, bp_op_name(L->op), in_s,
                    out_s, L->params, (long long)L->macs);
         }
         printf("\n%d layers: %zu weights (+%zu bias), %lld MACs per sample; %zu parameters in the graph\n",

@@ -11,11 +11,13 @@
  *  - broken files: truncated, random and mutated bytes, unsupported ops,
  *    training-mode BN, missing initializer, wrong types, a batch-moving Reshape. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/exec.h"
@@ -408,6 +410,57 @@ Test(onnx, builtin_architectures_written_for_other_tools, .init = make_tmpdir, .
         oks++;
     cr_expect_eq(oks, narch, "every written file was checked:\n%s", log ? log : "");
     free(log);
+}
+
+/* `bitplan info --json` reports the layer table torch's modules describe,
+ * with totals that add up; bad input exits non-zero with the loader's message. */
+Test(onnx_cli, info_json_and_errors, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+    char cmd[1024], out[128], err[128];
+    snprintf(out, sizeof out, "%s/out.json", tmpdir);
+    snprintf(err, sizeof err, "%s/err.txt", tmpdir);
+    snprintf(cmd, sizeof cmd, "bin/bitplan info " FIX "cnn_fused_op11.onnx --json >%s 2>%s", out, err);
+    cr_assert_eq(system(cmd), 0, "bin/bitplan info failed (is bin/bitplan built?)");
+    json_error_t je;
+    json_t *root = json_load_file(out, 0, &je);
+    cr_assert_not_null(root, "%s: %s", out, je.text);
+    json_t *layers = json_object_get(root, "layers");
+    cr_assert_eq(json_array_size(layers), 5);
+    FILE *fp = fopen(FIX "cnn.layers", "r");
+    cr_assert_not_null(fp);
+    char line[512];
+    size_t row = 0;
+    long long macs = 0;
+    while (fgets(line, sizeof line, fp)) {
+        char name[128];
+        long long v[12];
+        if (line[0] == '#' ||
+            sscanf(line, "%127s %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld", name, &v[0],
+                   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11]) != 13)
+            continue;
+        json_t *L = json_array_get(layers, row++);
+        cr_assert_not_null(L);
+        cr_expect_str_eq(json_string_value(json_object_get(L, "name")), name);
+        cr_expect_eq(json_integer_value(json_object_get(L, "params")), v[10], "%s params", name);
+        cr_expect_eq(json_integer_value(json_object_get(L, "macs")), v[11], "%s MACs", name);
+        macs += v[11];
+    }
+    fclose(fp);
+    cr_expect_eq(row, 5);
+    cr_expect_eq(json_integer_value(json_object_get(root, "total_macs")), macs);
+    json_decref(root);
+
+    snprintf(cmd, sizeof cmd, "bin/bitplan info " FIX "sigmoid_op13.onnx >%s 2>%s", out, err);
+    int rc = system(cmd);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "unsupported op: exit 1");
+    char *msg = NULL;
+    size_t len;
+    cr_assert_eq(bp_read_file(err, &msg, &len), BP_OK);
+    cr_expect(strstr(msg, "sigmoid_op13.onnx: node '/Sigmoid' (op Sigmoid): unsupported op") != NULL, "%s", msg);
+    free(msg);
+    snprintf(cmd, sizeof cmd, "bin/bitplan info >%s 2>%s", out, err);
+    rc = system(cmd);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "no model: usage error");
 }
 
 /* ---- errors ------------------------------------------------------------------ */
