@@ -276,7 +276,7 @@ static void load_small(void)
     bp_data_opts o = bp_data_opts_default();
     o.limit = 512;
     cr_assert_eq(bp_dataset_load("fashion-mnist:train", &o, &train_small), BP_OK, "%s", bp_last_error());
-    o.limit = 500;
+    o.limit = 300;
     cr_assert_eq(bp_dataset_load("fashion-mnist:test", &o, &test_small), BP_OK, "%s", bp_last_error());
 }
 
@@ -333,7 +333,7 @@ static bp_graph *train_resnet(unsigned long seed, int augment)
     bp_graph *g;
     cr_assert_eq(bp_arch_build("resnet8", 1, 28, 28, 10, seed, &g), BP_OK);
     bp_dataset sub = train_small;
-    sub.n = 128;
+    sub.n = 96;
     bp_train_opts o = bp_train_opts_default();
     o.epochs = 1;
     o.batch = 32;
@@ -367,7 +367,7 @@ Test(training, train_save_load_eval)
     bp_graph *g;
     cr_assert_eq(bp_arch_build("mobilenetv2", 1, 28, 28, 10, 2, &g), BP_OK);
     bp_dataset sub = train_small;
-    sub.n = 256;
+    sub.n = 192;
     bp_train_opts o = bp_train_opts_default();
     o.epochs = 1;
     o.batch = 64;
@@ -391,13 +391,13 @@ Test(training, train_save_load_eval)
 
     /* the streaming evaluation (what `bitplan eval` runs) agrees */
     bp_data_opts d = bp_data_opts_default();
-    d.limit = 500;
+    d.limit = 300;
     bp_stream *s;
     cr_assert_eq(bp_stream_open("fashion-mnist:test", &d, &s), BP_OK);
     int n;
     double acc3;
     cr_assert_eq(bp_evaluate_stream(h, s, 64, &acc3, NULL, &n), BP_OK, "%s", bp_last_error());
-    cr_assert_eq(n, 500);
+    cr_assert_eq(n, 300);
     cr_assert_eq(acc3, acc);
     bp_stream_close(s);
     unlink(path);
