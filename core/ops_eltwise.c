@@ -25,6 +25,30 @@ void bp_bcast_strides(const int64_t *d, int nd, const int64_t *od, int ond, int6
     }
 }
 
+/* Elementwise loops run over chunks in parallel; each chunk is a plain
+ * function of restrict pointers and scalar arguments so that the compiler
+ * vectorizes it (shared scalars captured by an OpenMP region are read through
+ * pointers, which kept the loops scalar and branchy). */
+#define CHUNK 8192
+
+static void add_range(size_t n, const bp_real *restrict in, bp_real *restrict out)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        out[i] += in[i];
+}
+
+/* out += in */
+static void copy_add(size_t n, const bp_real *in, bp_real *out)
+{
+    size_t nch = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (BIG(n))
+    for (size_t k = 0; k < nch; k++) {
+        size_t a = k * CHUNK, len = n - a < CHUNK ? n - a : CHUNK;
+        add_range(len, in + a, out + a);
+    }
+}
+
 /* ---- Add -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -50,9 +74,8 @@ static void add_fwd(const adims *d, const bp_real *a, const bp_real *b, bp_real 
 {
     if (d->na == d->total && d->nb == d->total) {
         if (a && b) {
-#pragma omp parallel for simd schedule(static) if (BIG(d->total))
-            for (size_t i = 0; i < d->total; i++)
-                y[i] = a[i] + b[i];
+            memcpy(y, a, d->total * sizeof *y);
+            copy_add(d->total, b, y);
         } else {
             const bp_real *s = a ? a : b;
             memcpy(y, s, d->total * sizeof *y);
@@ -81,9 +104,7 @@ static void add_fwd(const adims *d, const bp_real *a, const bp_real *b, bp_real 
 static void add_reduce(const adims *d, const int64_t *st, size_t nx, const bp_real *dy, bp_real *dx)
 {
     if (nx == d->total) {
-#pragma omp parallel for simd schedule(static) if (BIG(d->total))
-        for (size_t i = 0; i < d->total; i++)
-            dx[i] += dy[i];
+        copy_add(d->total, dy, dx);
         return;
     }
     size_t idx[BP_MAX_DIMS] = {0}, off = 0;
@@ -152,18 +173,42 @@ static void bounds(const bp_opctx *c, bp_real *lo, bp_real *hi)
     }
 }
 
-bp_status bp_act_forward(bp_opctx *c)
+static void clamp_range(size_t n, const bp_real *restrict x, bp_real *restrict y, bp_real lo,
+                        bp_real hi)
 {
-    bp_real lo, hi;
-    bounds(c, &lo, &hi);
-    size_t n = bp_numel(c->yd, c->ynd);
-    const bp_real *x = c->x[0];
-    bp_real *y = c->y;
-#pragma omp parallel for simd schedule(static) if (BIG(n))
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         bp_real v = x[i];
         v = v < lo ? lo : v;
         y[i] = v > hi ? hi : v;
+    }
+}
+
+/* Branch-free (the mask is data-dependent and would mispredict half the
+ * time): every load is unconditional so the selects become vector blends. */
+static void masked_add_range(size_t n, const bp_real *restrict x, const bp_real *restrict in,
+                             bp_real *restrict out, bp_real lo, bp_real hi)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        bp_real xv = x[i], v = in[i];
+        v = xv > lo ? v : 0;
+        v = xv < hi ? v : 0;
+        out[i] += v;
+    }
+}
+
+bp_status bp_act_forward(bp_opctx *c)
+{
+    bp_real lo, hi;
+    bounds(c, &lo, &hi);
+    size_t n = bp_numel(c->yd, c->ynd), nch = (n + CHUNK - 1) / CHUNK;
+    const bp_real *x = c->x[0];
+    bp_real *y = c->y;
+#pragma omp parallel for schedule(static) if (BIG(n))
+    for (size_t k = 0; k < nch; k++) {
+        size_t a = k * CHUNK, len = n - a < CHUNK ? n - a : CHUNK;
+        clamp_range(len, x + a, y + a, lo, hi);
     }
     return BP_OK;
 }
@@ -173,12 +218,13 @@ static void masked_add(const bp_opctx *c, const bp_real *in, bp_real *out)
 {
     bp_real lo, hi;
     bounds(c, &lo, &hi);
-    size_t n = bp_numel(c->yd, c->ynd);
+    size_t n = bp_numel(c->yd, c->ynd), nch = (n + CHUNK - 1) / CHUNK;
     const bp_real *x = c->x[0];
-/* branch-free: the mask is data-dependent and mispredicts half the time */
-#pragma omp parallel for simd schedule(static) if (BIG(n))
-    for (size_t i = 0; i < n; i++)
-        out[i] += (x[i] > lo && x[i] < hi) ? in[i] : 0;
+#pragma omp parallel for schedule(static) if (BIG(n))
+    for (size_t k = 0; k < nch; k++) {
+        size_t a = k * CHUNK, len = n - a < CHUNK ? n - a : CHUNK;
+        masked_add_range(len, x + a, in + a, out + a, lo, hi);
+    }
 }
 
 bp_status bp_act_backward(bp_opctx *c)
@@ -203,13 +249,6 @@ bp_status bp_act_rop_backward(bp_opctx *c)
 }
 
 /* ---- Flatten, Reshape, Identity: the data is copied unchanged ------------------------ */
-
-static void copy_add(size_t n, const bp_real *in, bp_real *out)
-{
-#pragma omp parallel for simd schedule(static) if (BIG(n))
-    for (size_t i = 0; i < n; i++)
-        out[i] += in[i];
-}
 
 bp_status bp_copy_forward(bp_opctx *c)
 {
