@@ -179,7 +179,9 @@ def edge_models(x):
         # the shape chain: Shape -> Gather(0) -> Unsqueeze, Shape -> Slice(1:) -> ...
         helper.make_node("Shape", ["p2"], ["s"], name="shape"),
         helper.make_node("Gather", ["s", "zero"], ["n"], name="gather", axis=0),
-        helper.make_node("Unsqueeze", ["n"], ["n1"], name="unsq", axes=[0]),
+        helper.make_node("Unsqueeze", ["n"], ["n0"], name="unsq", axes=[0]),
+        helper.make_node("Unsqueeze", ["n0"], ["n01"], name="unsq2", axes=[1]),
+        helper.make_node("Squeeze", ["n01"], ["n1"], name="squeeze", axes=[1]),
         helper.make_node("Slice", ["s"], ["chw"], name="slice", starts=[1], ends=[4], axes=[0]),
         helper.make_node("Constant", [], ["neg1"], name="const",
                          value=helper.make_tensor("v", TensorProto.INT64, [1], [-1])),
@@ -187,11 +189,13 @@ def edge_models(x):
         helper.make_node("Reshape", ["p2", "target"], ["flat"], name="reshape"),
         helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["g"], name="fc", transB=1,
                          alpha=0.5, beta=2.0),
-        helper.make_node("Relu", ["g"], ["gr"], name="relu"),
+        helper.make_node("Relu", ["g"], ["g1"], name="relu"),
+        # x.view(-1, 5): a literal -1 first with one sample behind it
+        helper.make_node("Reshape", ["g1", "minus1_5"], ["gr"], name="view_minus1"),
         helper.make_node("MatMul", ["gr", "mm.weight"], ["y"], name="mm"),
     ]
     g = helper.make_graph(nodes, "edge", [inp], [out],
-                          [w1_16, b1, w2, fcw, fcb, mm, i64("zero", 0)])
+                          [w1_16, b1, w2, fcw, fcb, mm, i64("zero", 0), i64("minus1_5", [-1, 5])])
     save("edge_opset9", g, 9)
 
     # errors: Conv reading a weight nobody defines
