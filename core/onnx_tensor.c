@@ -229,6 +229,11 @@ bp_status bp_const_from_tensor(const Onnx__TensorProto *t, bp_const *c, const ch
                         what, t->raw_data.len, c->numel, bp_onnx_dtype_name(dt),
                         c->numel * dtype_size(dt));
     }
+    if (raw && dt == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+        /* the common case (weights): little-endian float32, as the host */
+        memcpy(c->f, t->raw_data.data, c->numel * sizeof(float));
+        return BP_OK;
+    }
     for (size_t k = 0; k < c->numel; k++) {
         double d;
         int64_t iv;
