@@ -10,6 +10,9 @@
 
 #include "core/fileio.h"
 
+/* ONNX raw_data is little-endian; reader and writer copy it as host bytes. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "bitplan's ONNX code assumes a little-endian host");
+
 const char *bp_onnx_dtype_name(int dtype)
 {
     static const char *const names[] = {
