@@ -4,7 +4,9 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <cblas.h>
 #include <jansson.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +21,14 @@
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: bitplan eval MODEL.onnx [--data SPEC] [--limit N] [--offset N] [--batch B] [--json]\n"
+    fprintf(fp, "usage: bitplan eval MODEL.onnx [--data SPEC] [--limit N] [--offset N] [--batch B] [--threads T] [--json]\n"
                 "       bitplan eval MODEL.onnx --plan PLAN.json ...   (quantized; see --plan --help)\n"
                 "  Float accuracy and mean cross-entropy of the model (BN in inference mode).\n"
                 "  --data SPEC   fashion-mnist:test (default), fashion-mnist:train,\n"
                 "                idx:IMAGES,LABELS or npy:X.npy,Y.npy\n"
                 "  --limit N     the first N samples only;  --offset N  skip N first\n"
                 "  --batch B     samples per forward pass (default 250)\n"
+                "  --threads T   OpenMP and OpenBLAS threads (default: all cores)\n"
                 "  --json        one JSON object on stdout\n");
 }
 
@@ -72,6 +75,12 @@ int cmd_eval(int argc, char **argv)
         } else if (!strcmp(a, "--offset") && next) {
             if (count(a, argv[++i], 0, &dopt.offset))
                 return BP_EXIT_USAGE;
+        } else if (!strcmp(a, "--threads") && next) {
+            int t;
+            if (count(a, argv[++i], 1, &t))
+                return BP_EXIT_USAGE;
+            omp_set_num_threads(t);
+            openblas_set_num_threads(t);
         } else if (!strcmp(a, "--batch") && next) {
             if (count(a, argv[++i], 1, &batch))
                 return BP_EXIT_USAGE;
