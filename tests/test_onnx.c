@@ -491,6 +491,7 @@ Test(onnx_errors, unsupported_and_malformed_models)
     expect_error("err_wrong_type.onnx", BP_ERR_FORMAT, (const char *[]){"node 'intconv'", "int64", NULL});
     expect_error("err_batch_move.onnx", BP_ERR_UNSUPPORTED,
                  (const char *[]){"node 'mixer'", "op Reshape", "batch", NULL});
+    expect_error("err_two_inputs.onnx", BP_ERR_UNSUPPORTED, (const char *[]){"'x2'", "more than one input", NULL});
     expect_error("no_such_model.onnx", BP_ERR_IO, NULL);
 }
 

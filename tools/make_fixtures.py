@@ -211,6 +211,11 @@ def edge_models(x):
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 10, 10])], [out],
                           [i64("t", [3, -1])])
     save("err_batch_move", g, 13, ref=False)
+    # two real inputs: bitplan models take one
+    g = helper.make_graph([helper.make_node("Add", ["x", "x2"], ["y"], name="two")], "err",
+                          [inp, helper.make_tensor_value_info("x2", TensorProto.FLOAT, ["N", 3, 10, 10])],
+                          [out], [])
+    save("err_two_inputs", g, 13, ref=False)
     return made
 
 
