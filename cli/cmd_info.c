@@ -11,11 +11,12 @@
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: bitplan info MODEL.onnx [--json]\n"
+    fprintf(fp, "usage: bitplan info MODEL.onnx [--json] [--nodes]\n"
                 "  Prints each Conv/Gemm/MatMul layer: name, op, input and output shape\n"
                 "  (per sample), weight parameters and multiply-accumulates per sample,\n"
                 "  then totals over the layers and the whole graph.\n"
-                "  --json   the same as one JSON object on stdout\n");
+                "  --json   the same as one JSON object on stdout\n"
+                "  --nodes  also list every node as loaded (after constant folding)\n");
 }
 
 /* "C×H×W" of a value without the batch. */
@@ -40,10 +41,12 @@ static json_t *dims_json(const bp_value *v)
 int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
-    int as_json = 0;
+    int as_json = 0, nodes = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             as_json = 1;
+        } else if (!strcmp(argv[i], "--nodes")) {
+            nodes = 1;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return BP_EXIT_OK;
@@ -112,6 +115,20 @@ int cmd_info(int argc, char **argv)
             json_array_append_new(arr, o);
         }
         json_object_set_new(root, "layers", arr);
+        if (nodes) {
+            json_t *na = json_array();
+            for (int i = 0; i < g->nnodes; i++) {
+                const bp_node *n = &g->nodes[i];
+                json_t *ins = json_array();
+                for (int k = 0; k < n->nin; k++)
+                    json_array_append_new(ins, json_string(g->values[n->in[k]].name));
+                json_array_append_new(na, json_pack("{s:s, s:s, s:o, s:s, s:o}", "name", n->name, "op",
+                                                    bp_op_name(n->op), "inputs", ins, "output",
+                                                    g->values[n->out].name, "output_shape",
+                                                    dims_json(&g->values[n->out])));
+            }
+            json_object_set_new(root, "node_list", na);
+        }
         json_object_set_new(root, "total_layer_params", json_integer((json_int_t)tparams));
         json_object_set_new(root, "total_bias_params", json_integer((json_int_t)tbias));
         json_object_set_new(root, "total_params", json_integer((json_int_t)g->nparams));
@@ -145,6 +162,17 @@ int cmd_info(int argc, char **argv)
         }
         printf("\n%d layers: %zu weights (+%zu bias), %lld MACs per sample; %zu parameters in the graph\n",
                nl, tparams, tbias, tmacs, g->nparams);
+        if (nodes) {
+            printf("\n%-3s %-18s %-30s %s\n", "#", "op", "node", "output (per sample)  <- inputs");
+            for (int i = 0; i < g->nnodes; i++) {
+                const bp_node *n = &g->nodes[i];
+                shape_str(&g->values[n->out], out_s, sizeof out_s);
+                printf("%-3d %-18s %-30s %-14s <-", i, bp_op_name(n->op), n->name, out_s);
+                for (int k = 0; k < n->nin; k++)
+                    printf(" %s", g->values[n->in[k]].name);
+                printf("\n");
+            }
+        }
     }
     free(ls);
     bp_graph_free(g);
