@@ -143,6 +143,14 @@ int cmd_train(int argc, char **argv)
         usage(stderr);
         return BP_EXIT_USAGE;
     }
+    int known = 0;
+    for (int i = 0; bp_arch_name(i); i++)
+        known |= !strcmp(arch, bp_arch_name(i));
+    if (!known) { /* before loading 60,000 samples for nothing */
+        fprintf(stderr, "bitplan train: unknown architecture '%s'\n", arch);
+        usage(stderr);
+        return BP_EXIT_USAGE;
+    }
     char defout[256];
     if (!outp) {
         snprintf(defout, sizeof defout, "%s.onnx", arch);
