@@ -6,7 +6,7 @@
  *   one HVP against one gradient (forward + loss + backward) at batch 128, as
  *   a ratio (target: HVP <= 2.5 gradients), for a probe on all parameters and
  *   for a probe on one late layer (the R-forward then starts there).
- * Usage: engine [runs]   (default 5) */
+ * Usage: engine [runs] [train]   (default 5 runs; "train" skips the HVP part) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +173,8 @@ int main(int argc, char **argv)
     printf("batch %d: forward+backward   %8.1f ms  %8.0f images/s  (%.2fx forward)\n", B,
            tfb * 1e3, B / tfb, tfb / tf);
     bp_exec_free(ex);
+    if (argc > 2 && strcmp(argv[2], "train") == 0)
+        goto done;
 
     ex = bp_exec_new(g, BH, BP_EXEC_ROP);
     if (!ex) {
@@ -205,6 +207,7 @@ int main(int argc, char **argv)
            th * 1e3, th / tg);
     printf("batch %d: HVP (one layer v)  %8.1f ms  = %.2f gradients\n", BH, thl * 1e3, thl / tg);
     bp_exec_free(ex);
+done:
     free(t);
     free(x);
     free(lab);

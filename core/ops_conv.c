@@ -25,6 +25,7 @@ typedef struct {
     int Cg, Mg, Kg, P;
     int depthwise; /* one input and one output channel per group */
     int pointwise; /* 1x1, stride 1, no pads: the input plane is already im2col */
+    int same;      /* stride 1, dilation 1, output plane = input plane: rows are shifts */
     int nth;       /* threads the scratch was sized for */
 } geom;
 
@@ -55,7 +56,51 @@ static void geom_of(const bp_opctx *c, geom *g)
     g->depthwise = g->Cg == 1 && g->Mg == 1;
     g->pointwise = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->OH == g->H &&
                    g->OW == g->W && g->pt == 0 && g->pl == 0;
+    g->same = g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->OH == g->H &&
+              g->OW == g->W;
     g->nth = c->nthreads > 0 ? c->nthreads : 1;
+}
+
+/* For a 'same' conv, im2col row (i, j) is the input plane shifted by
+ * di*W + dj (di = i - pt, dj = j - pl): one contiguous range plus zeroed
+ * border rows and columns. Returns the range [lo, hi) of output positions p
+ * whose source p + shift lies in the plane. */
+static void shift_range(const geom *g, int i, int j, long *shift, long *lo, long *hi)
+{
+    long P = g->P, sh = (long)(i - g->pt) * g->W + (j - g->pl);
+    *shift = sh;
+    *lo = sh < 0 ? -sh : 0;
+    *hi = sh > 0 ? P - sh : P;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* Zeroes the columns of a P-long row that read outside the plane's width for
+ * a horizontal offset dj. */
+static void zero_border_cols(const geom *g, int dj, bp_real *row)
+{
+    if (dj < 0)
+        for (int oh = 0; oh < g->OH; oh++)
+            for (int c = 0; c < -dj && c < g->OW; c++)
+                row[(size_t)oh * g->OW + c] = 0;
+    else if (dj > 0)
+        for (int oh = 0; oh < g->OH; oh++)
+            for (int c = g->OW - dj < 0 ? 0 : g->OW - dj; c < g->OW; c++)
+                row[(size_t)oh * g->OW + c] = 0;
+}
+
+static void copy_range(long n, const bp_real *restrict src, bp_real *restrict dst)
+{
+#pragma omp simd
+    for (long k = 0; k < n; k++)
+        dst[k] = src[k];
+}
+
+static void add_range(long n, const bp_real *restrict src, bp_real *restrict dst)
+{
+#pragma omp simd
+    for (long k = 0; k < n; k++)
+        dst[k] += src[k];
 }
 
 /* Per thread: one sample's im2col (Kg x P) and a private dW (M x Kg). */
@@ -86,6 +131,22 @@ static void valid_range(int off, int stride, int W, int OW, int *lo, int *hi)
 static void im2col(const geom *g, const bp_real *x, int s, int grp, bp_real *restrict col)
 {
     int khw = g->kh * g->kw;
+    if (g->same) {
+        for (int r = 0; r < g->Kg; r++) {
+            int cc = r / khw, i = (r / g->kw) % g->kh, j = r % g->kw;
+            const bp_real *xp = x + ((size_t)s * g->C + (size_t)grp * g->Cg + cc) * g->P;
+            bp_real *dst = col + (size_t)r * g->P;
+            long sh, lo, hi;
+            shift_range(g, i, j, &sh, &lo, &hi);
+            for (long p = 0; p < lo; p++)
+                dst[p] = 0;
+            copy_range(hi - lo, xp + lo + sh, dst + lo);
+            for (long p = hi; p < g->P; p++)
+                dst[p] = 0;
+            zero_border_cols(g, j - g->pl, dst);
+        }
+        return;
+    }
     for (int r = 0; r < g->Kg; r++) {
         int cc = r / khw, i = (r / g->kw) % g->kh, j = r % g->kw;
         const bp_real *xp = x + ((size_t)s * g->C + (size_t)grp * g->Cg + cc) * g->H * g->W;
@@ -117,8 +178,23 @@ static void im2col(const geom *g, const bp_real *x, int s, int grp, bp_real *res
 }
 
 /* dx (sample s, channels of group grp) += col2im(col). */
-static void col2im(const geom *g, const bp_real *restrict col, bp_real *dx, int s, int grp)
+static void col2im(const geom *g, bp_real *restrict col, bp_real *dx, int s, int grp)
 {
+    if (g->same) {
+        /* col is scratch: zero what fell on padding, then one contiguous add */
+        for (int cc = 0; cc < g->Cg; cc++) {
+            bp_real *xp = dx + ((size_t)s * g->C + (size_t)grp * g->Cg + cc) * g->P;
+            for (int i = 0; i < g->kh; i++)
+                for (int j = 0; j < g->kw; j++) {
+                    bp_real *src = col + (size_t)((cc * g->kh + i) * g->kw + j) * g->P;
+                    long sh, lo, hi;
+                    shift_range(g, i, j, &sh, &lo, &hi);
+                    zero_border_cols(g, j - g->pl, src);
+                    add_range(hi - lo, src + lo, xp + lo + sh);
+                }
+        }
+        return;
+    }
     for (int cc = 0; cc < g->Cg; cc++) {
         bp_real *xp = dx + ((size_t)s * g->C + (size_t)grp * g->Cg + cc) * g->H * g->W;
         for (int i = 0; i < g->kh; i++)
