@@ -11,6 +11,10 @@
 #include "core/exec.h"
 #include "sensitivity/sensitivity.h"
 
+/* Directions per pass over the data in apply_many: one forward per batch is
+ * shared by this many R-passes. */
+#define BP_MODEL_OP_KMAX 8
+
 struct bp_model_op {
     const bp_graph *g;
     bp_exec *ex;
@@ -21,7 +25,8 @@ struct bp_model_op {
     size_t per;            /* input elements per sample */
     bp_real *x;            /* (batch, per) stream batch */
     int *y;                /* (batch) */
-    bp_real *vfull, *hvfull; /* (g->nparams) probe and product in the params layout */
+    bp_real *vfull, *hvfull; /* (BP_MODEL_OP_KMAX, g->nparams) directions and products
+                                in the params layout */
     bp_layer *layers;
     bp_block *blocks;
     int nlayers;
@@ -44,18 +49,24 @@ void bp_model_op_free(bp_model_op *m)
     free(m);
 }
 
-static bp_status apply(void *ctx, const double *v, double *hv)
+/* k <= BP_MODEL_OP_KMAX products in one pass over the calibration data: per
+ * batch one forward and loss, then R-forward, loss R-op and R-backward for
+ * each direction (exec.h: the R-passes only read the forward state). */
+static bp_status apply_group(bp_model_op *m, int k, const double *v, double *hv)
 {
-    bp_model_op *m = ctx;
     const bp_graph *g = m->g;
-    memset(m->vfull, 0, g->nparams * sizeof *m->vfull);
-    for (int l = 0; l < m->nlayers; l++) {
-        bp_real *dst = m->vfull + g->values[m->layers[l].weight].offset;
-        const double *src = v + m->blocks[l].off;
-        for (size_t j = 0; j < m->blocks[l].len; j++)
-            dst[j] = (bp_real)src[j];
+    size_t np = g->nparams;
+    for (int d = 0; d < k; d++) {
+        bp_real *vf = m->vfull + (size_t)d * np;
+        memset(vf, 0, np * sizeof *vf);
+        for (int l = 0; l < m->nlayers; l++) {
+            bp_real *dst = vf + g->values[m->layers[l].weight].offset;
+            const double *src = v + (size_t)d * m->dim + m->blocks[l].off;
+            for (size_t j = 0; j < m->blocks[l].len; j++)
+                dst[j] = (bp_real)src[j];
+        }
     }
-    memset(hv, 0, m->dim * sizeof *hv);
+    memset(hv, 0, (size_t)k * m->dim * sizeof *hv);
     bp_status st;
     if (m->s && (st = bp_stream_rewind(m->s)))
         return bp_error_wrap(st, "hessian-vector product: rewinding the calibration data");
@@ -76,28 +87,55 @@ static bp_status apply(void *ctx, const double *v, double *hv)
             x = m->mx + (size_t)done * m->per;
             y = m->my + done;
         }
-        memset(m->hvfull, 0, g->nparams * sizeof *m->hvfull);
         double loss = 0;
-        /* bp_hvp reads the parameters in inference mode and never writes them. */
-        st = bp_hvp(m->ex, g->params, x, y, got, m->vfull, m->hvfull, NULL, &loss);
+        /* The engine reads the parameters in inference mode and never writes them. */
+        st = bp_forward(m->ex, g->params, x, got, BP_MODE_INFER);
+        if (!st)
+            st = bp_loss_softmax_ce(m->ex, y, &loss, NULL);
+        if (!st && !isfinite(loss))
+            st = bp_error(BP_ERR_NUMERIC, "the loss is not finite (%g)", loss);
+        for (int d = 0; d < k && !st; d++) {
+            bp_real *hf = m->hvfull + (size_t)d * np;
+            memset(hf, 0, np * sizeof *hf);
+            st = bp_rop_forward(m->ex, g->params, m->vfull + (size_t)d * np, -1, NULL);
+            if (!st)
+                st = bp_loss_softmax_ce_rop(m->ex, y);
+            if (!st)
+                st = bp_rop_backward(m->ex, g->params, m->vfull + (size_t)d * np, hf);
+        }
         if (st)
             return bp_error_wrap(st, "hessian-vector product on samples %d..%d", done, done + got - 1);
-        if (!isfinite(loss))
-            return bp_error(BP_ERR_NUMERIC, "hessian-vector product: the loss on samples %d..%d is "
-                                            "not finite (%g)", done, done + got - 1, loss);
         double w = (double)got / m->n;
         loss_sum += w * loss;
-        for (int l = 0; l < m->nlayers; l++) {
-            const bp_real *src = m->hvfull + g->values[m->layers[l].weight].offset;
-            double *dst = hv + m->blocks[l].off;
-            for (size_t j = 0; j < m->blocks[l].len; j++)
-                dst[j] += w * (double)src[j];
-        }
+        for (int d = 0; d < k; d++)
+            for (int l = 0; l < m->nlayers; l++) {
+                const bp_real *src = m->hvfull + (size_t)d * np + g->values[m->layers[l].weight].offset;
+                double *dst = hv + (size_t)d * m->dim + m->blocks[l].off;
+                for (size_t j = 0; j < m->blocks[l].len; j++)
+                    dst[j] += w * (double)src[j];
+            }
         done += got;
     }
     m->loss = loss_sum;
-    m->products++;
+    m->products += k;
     return BP_OK;
+}
+
+static bp_status apply_many(void *ctx, int k, const double *v, double *hv)
+{
+    bp_model_op *m = ctx;
+    for (int d = 0; d < k; d += BP_MODEL_OP_KMAX) {
+        int kk = k - d < BP_MODEL_OP_KMAX ? k - d : BP_MODEL_OP_KMAX;
+        bp_status st = apply_group(m, kk, v + (size_t)d * m->dim, hv + (size_t)d * m->dim);
+        if (st)
+            return st;
+    }
+    return BP_OK;
+}
+
+static bp_status apply(void *ctx, const double *v, double *hv)
+{
+    return apply_group(ctx, 1, v, hv);
 }
 
 static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const int *y, int n,
@@ -128,8 +166,8 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
         goto fail;
     }
     m->blocks = malloc(m->nlayers * sizeof *m->blocks);
-    m->vfull = malloc((g->nparams ? g->nparams : 1) * sizeof *m->vfull);
-    m->hvfull = malloc((g->nparams ? g->nparams : 1) * sizeof *m->hvfull);
+    m->vfull = malloc(BP_MODEL_OP_KMAX * (g->nparams ? g->nparams : 1) * sizeof *m->vfull);
+    m->hvfull = malloc(BP_MODEL_OP_KMAX * (g->nparams ? g->nparams : 1) * sizeof *m->hvfull);
     if (s) {
         m->x = malloc((size_t)m->batch * m->per * sizeof *m->x);
         m->y = malloc((size_t)m->batch * sizeof *m->y);
@@ -180,7 +218,7 @@ bp_status bp_model_op_new_memory(const bp_graph *g, const bp_real *x, const int 
 
 bp_linop bp_model_op_linop(bp_model_op *m)
 {
-    return (bp_linop){.n = m->dim, .apply = apply, .ctx = m};
+    return (bp_linop){.n = m->dim, .apply = apply, .ctx = m, .apply_many = apply_many};
 }
 
 int bp_model_op_layers(const bp_model_op *m, const bp_layer **layers, const bp_block **blocks)

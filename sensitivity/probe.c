@@ -23,6 +23,18 @@ void bp_rademacher(gsl_rng *r, double *x, size_t n)
     }
 }
 
+bp_status bp_linop_apply_many(const bp_linop *op, int k, const double *v, double *hv)
+{
+    if (op->apply_many)
+        return op->apply_many(op->ctx, k, v, hv);
+    for (int j = 0; j < k; j++) {
+        bp_status st = op->apply(op->ctx, v + (size_t)j * op->n, hv + (size_t)j * op->n);
+        if (st)
+            return st;
+    }
+    return BP_OK;
+}
+
 static bp_status block_apply(void *ctx, const double *v, double *hv)
 {
     bp_block_view *bv = ctx;

@@ -28,12 +28,20 @@
 
 /* hv = A v (overwritten), both of length n. A must be symmetric. */
 typedef bp_status (*bp_linop_fn)(void *ctx, const double *v, double *hv);
+/* Optional: k products at once, v and hv (k, n) row by row. Worth having when
+ * products share work (the model operator runs one forward pass per batch
+ * for all k directions). Must give what k calls of apply give. */
+typedef bp_status (*bp_linop_many_fn)(void *ctx, int k, const double *v, double *hv);
 
 typedef struct {
     size_t n;
     bp_linop_fn apply;
     void *ctx;
+    bp_linop_many_fn apply_many; /* may be NULL */
 } bp_linop;
+
+/* k products through apply_many when the operator has it, else k applies. */
+bp_status bp_linop_apply_many(const bp_linop *op, int k, const double *v, double *hv);
 
 /* A contiguous block [off, off + len) of the operator's vector: one layer. */
 typedef struct {
@@ -69,6 +77,9 @@ typedef struct {
     int min_probes;    /* never stop before this many probes (default 10) */
     int max_probes;    /* never use more (default 200) */
     uint64_t seed;     /* default 1 */
+    int group;         /* probes drawn and multiplied together (default 4;
+                          results do not depend on it: probes past the stop
+                          are discarded) */
 } bp_trace_opts;
 
 bp_trace_opts bp_trace_opts_default(void);

@@ -29,6 +29,7 @@ static void check_within_4se(bp_probe_scheme scheme, unsigned long seed)
     o.scheme = scheme;
     o.min_probes = 30;
     o.seed = seed;
+    o.group = 1; /* one product per probe, so products can be counted */
     bp_trace_est e[NB];
     cr_assert_eq(bp_hutchinson(&op, b, NB, &o, e, NULL, NULL), BP_OK, "%s", bp_last_error());
     for (int i = 0; i < NB; i++) {
@@ -164,6 +165,7 @@ Test(hutchinson, reproducible_by_seed)
     bp_block b[2] = {{0, 20}, {20, 20}};
     bp_trace_opts o = bp_trace_opts_default();
     o.max_probes = 30;
+    o.group = 1;
     bp_trace_est e1[2], e2[2], e3[2];
     progress_calls = 0;
     cr_assert_eq(bp_hutchinson(&op, b, 2, &o, e1, count_progress, NULL), BP_OK);
@@ -176,6 +178,46 @@ Test(hutchinson, reproducible_by_seed)
         cr_assert_eq(e1[i].probes, e2[i].probes);
     }
     cr_assert(e1[0].mean != e3[0].mean, "another seed, other probes");
+    test_mat_free(&m);
+}
+
+/* Probes drawn and multiplied G at a time give the same estimates as one at a
+ * time (probes past the stop are discarded), for both schemes; at most G − 1
+ * products are wasted per stop. */
+Test(hutchinson, group_does_not_change_results)
+{
+    enum { N = 60 };
+    double lam[N];
+    spread(lam, N);
+    test_mat m = test_mat_spectrum(lam, N, 13);
+    bp_linop op = test_mat_op(&m);
+    bp_block b[3] = {{0, 20}, {20, 25}, {45, 15}};
+    for (int s = 0; s < 2; s++) {
+        bp_trace_opts o = bp_trace_opts_default();
+        o.scheme = s ? BP_PROBE_PER_LAYER : BP_PROBE_JOINT;
+        o.tol = 2e-2; /* stops at different probe counts per block */
+        o.min_probes = 5;
+        o.max_probes = 50;
+        bp_trace_est ref[3], e[3];
+        o.group = 1;
+        m.applies = 0;
+        cr_assert_eq(bp_hutchinson(&op, b, 3, &o, ref, NULL, NULL), BP_OK);
+        long ref_applies = m.applies;
+        int groups[] = {2, 4, 7, 64};
+        for (int gi = 0; gi < 4; gi++) {
+            o.group = groups[gi];
+            m.applies = 0;
+            cr_assert_eq(bp_hutchinson(&op, b, 3, &o, e, NULL, NULL), BP_OK);
+            for (int i = 0; i < 3; i++) {
+                cr_assert_eq(e[i].probes, ref[i].probes, "%s group %d block %d", bp_probe_name(o.scheme), o.group, i);
+                cr_assert(fabs(e[i].mean - ref[i].mean) <= 1e-12 * fabs(ref[i].mean));
+                cr_assert(fabs(e[i].se - ref[i].se) <= 1e-9 * ref[i].se);
+            }
+            long stops = s ? 3 : 1;
+            cr_assert(m.applies >= ref_applies && m.applies <= ref_applies + stops * (groups[gi] - 1),
+                      "group %d: %ld products vs %ld", groups[gi], m.applies, ref_applies);
+        }
+    }
     test_mat_free(&m);
 }
 
