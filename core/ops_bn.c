@@ -38,6 +38,65 @@ size_t bp_bn_state(const bp_opctx *c)
     return 2 * sizeof(bp_real) * (size_t)c->xd[0][1];
 }
 
+/* Plane kernels: restrict pointers and scalar arguments, so they vectorize.
+ * Sums run in bp_real within a plane (at most a few thousand terms) and in
+ * double across planes. */
+static bp_real plane_sum(size_t n, const bp_real *restrict p)
+{
+    bp_real s = 0;
+#pragma omp simd reduction(+ : s)
+    for (size_t q = 0; q < n; q++)
+        s += p[q];
+    return s;
+}
+
+static bp_real plane_sqdev(size_t n, const bp_real *restrict p, bp_real m)
+{
+    bp_real s = 0;
+#pragma omp simd reduction(+ : s)
+    for (size_t q = 0; q < n; q++)
+        s += (p[q] - m) * (p[q] - m);
+    return s;
+}
+
+/* sum dy and sum dy * (x - m) */
+static void plane_dots(size_t n, const bp_real *restrict dy, const bp_real *restrict x, bp_real m,
+                       double *sdy, double *sdyx)
+{
+    bp_real a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+    for (size_t q = 0; q < n; q++) {
+        a += dy[q];
+        b += dy[q] * (x[q] - m);
+    }
+    *sdy += a;
+    *sdyx += b;
+}
+
+static void plane_affine(size_t n, const bp_real *restrict x, bp_real *restrict y, bp_real a,
+                         bp_real b)
+{
+#pragma omp simd
+    for (size_t q = 0; q < n; q++)
+        y[q] = a * x[q] + b;
+}
+
+/* dx += a * (dy - m1 - (x - m) * iv * m2) */
+static void plane_bwd_train(size_t n, const bp_real *restrict dy, const bp_real *restrict x,
+                            bp_real *restrict dx, bp_real a, bp_real m1, bp_real m, bp_real ivm2)
+{
+#pragma omp simd
+    for (size_t q = 0; q < n; q++)
+        dx[q] += a * (dy[q] - m1 - (x[q] - m) * ivm2);
+}
+
+static void plane_axpy(size_t n, const bp_real *restrict dy, bp_real *restrict dx, bp_real a)
+{
+#pragma omp simd
+    for (size_t q = 0; q < n; q++)
+        dx[q] += a * dy[q];
+}
+
 static bp_real *st_mean(const bp_opctx *c) { return c->state; }
 static bp_real *st_inv(const bp_opctx *c) { return (bp_real *)c->state + c->xd[0][1]; }
 
@@ -56,17 +115,12 @@ bp_status bp_bn_forward(bp_opctx *c)
 #pragma omp parallel for schedule(static) if (BIG((size_t)d.N * d.P * d.C))
         for (int ch = 0; ch < d.C; ch++) {
             double s = 0, s2 = 0;
-            for (int n = 0; n < d.N; n++) {
-                const bp_real *p = x + ((size_t)n * d.C + ch) * d.P;
-                for (size_t q = 0; q < d.P; q++)
-                    s += p[q];
-            }
+            for (int n = 0; n < d.N; n++)
+                s += plane_sum(d.P, x + ((size_t)n * d.C + ch) * d.P);
             double m = s / M;
-            for (int n = 0; n < d.N; n++) {
-                const bp_real *p = x + ((size_t)n * d.C + ch) * d.P;
-                for (size_t q = 0; q < d.P; q++)
-                    s2 += (p[q] - m) * (p[q] - m);
-            }
+            /* two passes: the variance about the mean, not E[x^2] - m^2 */
+            for (int n = 0; n < d.N; n++)
+                s2 += plane_sqdev(d.P, x + ((size_t)n * d.C + ch) * d.P, (bp_real)m);
             double var = s2 / M;
             mu[ch] = (bp_real)m;
             inv[ch] = (bp_real)(1.0 / sqrt(var + eps));
@@ -87,9 +141,7 @@ bp_status bp_bn_forward(bp_opctx *c)
         for (int ch = 0; ch < d.C; ch++) {
             size_t o = ((size_t)n * d.C + ch) * d.P;
             bp_real a = sc[ch] * inv[ch], b = sh[ch] - mu[ch] * a;
-#pragma omp simd
-            for (size_t q = 0; q < d.P; q++)
-                c->y[o + q] = a * x[o + q] + b;
+            plane_affine(d.P, x + o, c->y + o, a, b);
         }
     return BP_OK;
 }
@@ -107,12 +159,7 @@ bp_status bp_bn_backward(bp_opctx *c)
         double sdy = 0, sdyx = 0; /* sum dy, sum dy * xhat */
         for (int n = 0; n < d.N; n++) {
             size_t o = ((size_t)n * d.C + ch) * d.P;
-            bp_real m = mu[ch];
-#pragma omp simd reduction(+ : sdy, sdyx)
-            for (size_t q = 0; q < d.P; q++) {
-                sdy += dy[o + q];
-                sdyx += dy[o + q] * (x[o + q] - m);
-            }
+            plane_dots(d.P, dy + o, x + o, mu[ch], &sdy, &sdyx);
         }
         sdyx *= inv[ch];
         if (c->dx[1])
@@ -128,20 +175,28 @@ bp_status bp_bn_backward(bp_opctx *c)
             if (train) {
                 /* d/dx through mu_B and var_B as well */
                 bp_real m1 = (bp_real)(sdy / M), m2 = (bp_real)(sdyx / M);
-                bp_real m = mu[ch], iv = inv[ch];
-#pragma omp simd
-                for (size_t q = 0; q < d.P; q++) {
-                    bp_real xh = (x[o + q] - m) * iv;
-                    dx[q] += a * (dy[o + q] - m1 - xh * m2);
-                }
+                plane_bwd_train(d.P, dy + o, x + o, dx, a, m1, mu[ch], inv[ch] * m2);
             } else {
-#pragma omp simd
-                for (size_t q = 0; q < d.P; q++)
-                    dx[q] += a * dy[o + q];
+                plane_axpy(d.P, dy + o, dx, a);
             }
         }
     }
     return BP_OK;
+}
+
+/* ry = a * rx + s * (x - m) + b (rx may be NULL) */
+static void plane_rop(size_t n, const bp_real *restrict rx, const bp_real *restrict x,
+                      bp_real *restrict ry, bp_real a, bp_real s, bp_real m, bp_real b)
+{
+    if (rx) {
+#pragma omp simd
+        for (size_t q = 0; q < n; q++)
+            ry[q] = a * rx[q] + s * (x[q] - m) + b;
+    } else {
+#pragma omp simd
+        for (size_t q = 0; q < n; q++)
+            ry[q] = s * (x[q] - m) + b;
+    }
 }
 
 bp_status bp_bn_rop_forward(bp_opctx *c)
@@ -156,12 +211,24 @@ bp_status bp_bn_rop_forward(bp_opctx *c)
             size_t o = ((size_t)n * d.C + ch) * d.P;
             bp_real a = sc[ch] * inv[ch];
             bp_real s = vs ? vs[ch] * inv[ch] : 0, b = vb ? vb[ch] : 0;
-            for (size_t q = 0; q < d.P; q++)
-                c->ry[o + q] = (rx ? a * rx[o + q] : 0) + s * (x[o + q] - mu[ch]) + b;
+            plane_rop(d.P, rx ? rx + o : NULL, x + o, c->ry + o, a, s, mu[ch], b);
         }
     return BP_OK;
 }
 
+/* sum dy * rx */
+static bp_real plane_dot(size_t n, const bp_real *restrict a, const bp_real *restrict b)
+{
+    bp_real s = 0;
+#pragma omp simd reduction(+ : s)
+    for (size_t q = 0; q < n; q++)
+        s += a[q] * b[q];
+    return s;
+}
+
+/*   R{dx}     = a R{dy} + v_s inv dy
+ *   R{dscale} = sum R{dy} (x - m) inv + sum dy R{x} inv
+ *   R{dshift} = sum R{dy} */
 bp_status bp_bn_rop_backward(bp_opctx *c)
 {
     bdims d;
@@ -171,21 +238,23 @@ bp_status bp_bn_rop_backward(bp_opctx *c)
     const bp_real *mu = st_mean(c), *inv = st_inv(c);
 #pragma omp parallel for schedule(static) if (BIG((size_t)d.N * d.P * d.C))
     for (int ch = 0; ch < d.C; ch++) {
-        double rs = 0, rb = 0;
+        double rb = 0, rxm = 0, dyrx = 0;
         bp_real a = sc[ch] * inv[ch], s = vs ? vs[ch] * inv[ch] : 0;
         for (int n = 0; n < d.N; n++) {
             size_t o = ((size_t)n * d.C + ch) * d.P;
-            for (size_t q = 0; q < d.P; q++) {
-                bp_real r = rdy ? rdy[o + q] : 0;
-                rs += r * (x[o + q] - mu[ch]) * inv[ch] + (rx ? dy[o + q] * rx[o + q] * inv[ch] : 0);
-                rb += r;
+            if (rdy)
+                plane_dots(d.P, rdy + o, x + o, mu[ch], &rb, &rxm);
+            if (rx)
+                dyrx += plane_dot(d.P, dy + o, rx + o);
+            if (c->rdx[0]) {
+                if (rdy)
+                    plane_axpy(d.P, rdy + o, c->rdx[0] + o, a);
+                if (s != 0)
+                    plane_axpy(d.P, dy + o, c->rdx[0] + o, s);
             }
-            if (c->rdx[0])
-                for (size_t q = 0; q < d.P; q++)
-                    c->rdx[0][o + q] += (rdy ? a * rdy[o + q] : 0) + s * dy[o + q];
         }
         if (c->rdx[1])
-            c->rdx[1][ch] += (bp_real)rs;
+            c->rdx[1][ch] += (bp_real)((rxm + dyrx) * inv[ch]);
         if (c->rdx[2])
             c->rdx[2][ch] += (bp_real)rb;
     }
