@@ -145,12 +145,23 @@ typedef struct {
 void bp_ilp_result_free(bp_ilp_result *r);   /* accepts NULL / zeroed */
 
 /* Solves with GLPK (presolve, zero MIP gap, terminal output off).
- * time_limit_s <= 0: no limit. BP_ERR_INFEASIBLE: message states, for each
+ * time_limit_s <= 0: no limit; when the limit passes, the best plan known
+ * (GLPK's or the LP-based incumbent) is returned with status FEASIBLE. BP_ERR_INFEASIBLE: message states, for each
  * active constraint, the smallest total any plan reaches (and whether each
  * budget alone is reachable). BP_ERR_SOLVER: GLPK failed, or the time limit
  * passed before any plan was found. */
 bp_status bp_ilp_solve(const bp_ilp_problem *p, const bp_limits *lim, double time_limit_s,
                        bp_ilp_result *r);
+
+/* Flags of bp_ilp_solve_ex. By default the solver first solves the LP
+ * relaxation, builds an incumbent plan from it (rounding plus local moves),
+ * fixes every binary whose reduced cost proves it cannot be in a better plan,
+ * and adds an objective cutoff at the incumbent; GLPK then proves optimality
+ * on the smaller problem (docs/ILP.md). BP_ILP_PLAIN hands GLPK the whole
+ * model instead (for benchmarks and tests of that step). */
+enum { BP_ILP_PLAIN = 1 };
+bp_status bp_ilp_solve_ex(const bp_ilp_problem *p, const bp_limits *lim, double time_limit_s,
+                          unsigned flags, bp_ilp_result *r);
 
 /* Totals and objective of a given choice (used by the solver's exact
  * post-check and by tests). */
