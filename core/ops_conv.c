@@ -58,7 +58,10 @@ static void geom_of(const bp_opctx *c, geom *g)
                    g->OW == g->W && g->pt == 0 && g->pl == 0;
     g->same = g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->OH == g->H &&
               g->OW == g->W;
+    /* never more threads than the scratch was sized for, nor than asked for now */
     g->nth = c->nthreads > 0 ? c->nthreads : 1;
+    if (c->y && omp_get_max_threads() < g->nth)
+        g->nth = omp_get_max_threads();
 }
 
 /* For a 'same' conv, im2col row (i, j) is the input plane shifted by
