@@ -15,7 +15,7 @@ BUILD   ?= build
 V       ?= 0
 
 # Module folders whose .c files make up the library (libbitplan.a).
-MODULES := core sensitivity ilp latency quant plots train
+MODULES := core sensitivity ilp latency quant plots train pipeline
 
 WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 BPFLAGS := -std=gnu11 -fopenmp -fPIC $(WARN) -I. -I$(BUILD)/gen -MMD -MP
@@ -118,6 +118,58 @@ bench: $(BENCH_BIN) $(BIN)
 
 deps:
 	$(Q)tools/deps
+
+# ---- reliability: fuzzing and sanitizers ------------------------------------
+#
+#   make fuzz       builds every fuzz/fuzz_*.c with clang's libFuzzer (+ASan,
+#                   UBSan) and runs each for FUZZ_SECONDS (default 60) on its
+#                   seeds in fuzz/corpus/<target>/; FUZZ=fuzz_sens runs one.
+#                   New inputs go to $(FUZZ_BUILD)/corpus/<target>, crashes to
+#                   $(FUZZ_BUILD)/crash-<target>-*. Exits non-zero on a finding.
+#   make sanitize   builds the library, bin and every test suite with
+#                   ASan+UBSan in $(SAN_BUILD) and runs the whole suite,
+#                   CLI tests included: bin/bitplan is the sanitized build
+#                   while it runs and is removed afterwards (the next `make`
+#                   relinks the plain one). SAN_CC=clang works too.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang
+FUZZ         ?= $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_FLAGS   := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SAN_BUILD    ?= build-san
+SAN_CC       ?= $(CC)
+SAN_BIN      ?= bin/bitplan
+SAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+.PHONY: fuzz fuzz-bins sanitize
+fuzz:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+	    CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" FUZZ="$(FUZZ)" fuzz-bins
+	$(Q)fail=0; for t in $(FUZZ); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	    echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	    UBSAN_OPTIONS=print_stacktrace=1 $(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- \
+	        $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t 2>$(FUZZ_BUILD)/$$t.log \
+	        || { fail=1; echo "$$t: FINDING, see $(FUZZ_BUILD)/$$t.log"; tail -n 40 $(FUZZ_BUILD)/$$t.log; }; \
+	    grep -E '^stat::number_of_executed_units|^Done' $(FUZZ_BUILD)/$$t.log || true; \
+	done; exit $$fail
+
+fuzz-bins: $(FUZZ:%=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: $(BUILD)/f32/fuzz/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -fsanitize=fuzzer $< $(LIB) $(LDLIBS) -o $@
+
+# ASan/UBSan run of every suite. detect_leaks stays on; OpenMP and OpenBLAS
+# thread pools are process-lifetime allocations LSan does not count as leaks.
+sanitize: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) CC=$(SAN_CC) CFLAGS="$(SAN_FLAGS)" \
+	    BIN=$(SAN_BIN) tests
+	$(Q)BITPLAN=$(SAN_BIN) ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    tools/run-tests $(SAN_BUILD)/tests $(TESTS); rc=$$?; \
+	    [ "$(SAN_BIN)" != bin/bitplan ] || rm -f bin/bitplan; exit $$rc
 
 clean:
 	rm -rf $(BUILD) bin
