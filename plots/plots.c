@@ -40,7 +40,7 @@ static void preamble(FILE *fp, const char *name, const char *title)
             "set output '%s.png'\n"
             "set title \"%s\"\n"
             "set grid\n"
-            "set key outside right top box opaque\n",
+            "set key above box opaque\n",
             name, name, W_PX, H_PX, name, title);
 }
 
@@ -131,7 +131,7 @@ static bp_status frontier_plot(const bp_plot_inputs *in, const char *dir, int ax
         return st;
     const bp_pipe_row *fl = find_row(in, "float");
     char title[256];
-    snprintf(title, sizeof title, "Accuracy and Omega along the Pareto frontier vs %s", what[axis]);
+    snprintf(title, sizeof title, "Accuracy and Ω along the Pareto frontier vs %s", what[axis]);
     snprintf(fname, sizeof fname, "%s.gp", name);
     if ((st = open_in(&o, dir, fname)))
         return st;
@@ -140,22 +140,22 @@ static bp_status frontier_plot(const bp_plot_inputs *in, const char *dir, int ax
     fprintf(fp,
             "set xlabel '%s'\n"
             "set ylabel 'top-1 accuracy, integer-only inference (%%)'\n"
-            "set y2label 'Omega = sum of Tr(H_i)/n_i * ||Q(W_i) - W_i||^2 (log scale)'\n"
+            "set y2label 'Ω = Σ_i Tr(H_i)/n_i · ‖Q(W_i) − W_i‖² (log scale)'\n"
             "set ytics nomirror\nset y2tics\nset logscale y2\n"
             "set datafile missing 'NaN'\n",
             xlab[axis]);
     fprintf(fp, "plot '%s.dat' index 0 using 1:2 with linespoints lw 2 pt 7 lc rgb '#1f77b4' "
                 "title 'frontier: accuracy', \\\n", name);
     fprintf(fp, "     '%s_omega.dat' using 1:2 axes x1y2 with linespoints dt 2 pt 6 lc rgb '#ff7f0e' "
-                "title 'frontier: Omega (right axis)', \\\n", name);
+                "title 'frontier: Ω (right axis)', \\\n", name);
     fprintf(fp, "     '%s.dat' index 1 using 1:2 with points pt 5 ps 2 lc rgb '#2ca02c' title 'W8A8 uniform', \\\n",
             name);
     fprintf(fp, "     '%s.dat' index 2 using 1:2 with points pt 9 ps 2 lc rgb '#d62728' title 'W4A4 uniform', \\\n",
             name);
     fprintf(fp, "     '%s.dat' index 1 using 1:3 axes x1y2 with points pt 4 ps 2 lc rgb '#2ca02c' "
-                "title 'W8A8 Omega', \\\n", name);
+                "title 'W8A8 Ω', \\\n", name);
     fprintf(fp, "     '%s.dat' index 2 using 1:3 axes x1y2 with points pt 8 ps 2 lc rgb '#d62728' "
-                "title 'W4A4 Omega', \\\n", name);
+                "title 'W4A4 Ω', \\\n", name);
     fprintf(fp, "     '%s.dat' index 3 using 1:2 with points pt 3 ps 3 lw 2 lc rgb '#9467bd' "
                 "title 'chosen plan'", name);
     if (fl && isfinite(fl->accuracy))
@@ -255,9 +255,10 @@ static bp_status density_plot(const bp_sens *s, const char *dir)
     for (int i = 0; i < s->ndensity; i++)
         floor_ = fmax(floor_, s->density_values[i]);
     floor_ *= 1e-8; /* below this the log axis shows only the Gaussian tails */
+    /* Values under the floor are drawn at it, so the curve stays connected. */
     for (int i = 0; i < s->ndensity; i++)
-        if (s->density_values[i] > floor_)
-            fprintf(o.fp, "%.9g %.9g\n", s->density_grid[i], s->density_values[i]);
+        fprintf(o.fp, "%.9g %.9g\n", s->density_grid[i],
+                s->density_values[i] > floor_ ? s->density_values[i] : floor_);
     if ((st = close_out(&o)))
         return st;
     if ((st = open_in(&o, dir, "density.gp")))
@@ -268,7 +269,10 @@ static bp_status density_plot(const bp_sens *s, const char *dir)
             "set xlabel 'eigenvalue of the Hessian (loss units per weight^2)'\n"
             "set ylabel 'density (per eigenvalue unit, log scale)'\n"
             "set logscale y\n"
-            "plot 'density.dat' using 1:2 with lines lw 2 lc rgb '#1f77b4' title 'SLQ density (Gaussian-broadened)'\n");
+            "set format y '%%.0e'\n"
+            "set yrange [%.9g:*]\n"
+            "plot 'density.dat' using 1:2 with lines lw 2 lc rgb '#1f77b4' title 'SLQ density (Gaussian-broadened)'\n",
+            floor_ > 0 ? floor_ : 1e-300);
     finish(fp, "density");
     if ((st = close_out(&o)))
         return st;
