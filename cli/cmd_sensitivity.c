@@ -159,14 +159,26 @@ int cmd_sensitivity(int argc, char **argv)
         } else if (!strcmp(a, "--csv") && v) {
             csv = NEXT();
         } else if (!strcmp(a, "--samples")) {
-            if (int_arg(a, NEXT(), &o.samples) || o.samples < 1)
-                return usage(stderr), BP_EXIT_USAGE;
+            if (int_arg(a, NEXT(), &o.samples))
+                return BP_EXIT_USAGE;
+            if (o.samples < 1) {
+                fprintf(stderr, "bitplan sensitivity: --samples needs at least 1, not '%s'\n", v);
+                return BP_EXIT_USAGE;
+            }
         } else if (!strcmp(a, "--batch")) {
-            if (int_arg(a, NEXT(), &o.batch) || o.batch < 1)
-                return usage(stderr), BP_EXIT_USAGE;
+            if (int_arg(a, NEXT(), &o.batch))
+                return BP_EXIT_USAGE;
+            if (o.batch < 1) {
+                fprintf(stderr, "bitplan sensitivity: --batch needs at least 1, not '%s'\n", v);
+                return BP_EXIT_USAGE;
+            }
         } else if (!strcmp(a, "--seed")) {
-            if (num_arg(a, NEXT(), &d) || d < 0 || d != floor(d))
-                return usage(stderr), BP_EXIT_USAGE;
+            if (num_arg(a, NEXT(), &d))
+                return BP_EXIT_USAGE;
+            if (d < 0 || d != floor(d) || d > 18446744073709549568.0) {
+                fprintf(stderr, "bitplan sensitivity: --seed needs a non-negative integer, not '%s'\n", v);
+                return BP_EXIT_USAGE;
+            }
             o.trace.seed = o.eig_opts.seed = o.slq.seed = (uint64_t)d;
         } else if (!strcmp(a, "--scheme") && v) {
             if ((k = bp_probe_parse(NEXT())) < 0) {
