@@ -19,6 +19,7 @@ static void usage(FILE *fp)
     fprintf(fp,
         "usage: bitplan latency measure MODEL.onnx -o PROFILE.json [--bits LIST] [--batch B]\n"
         "                               [--threads T] [--reps R] [--warmup W] [--min-rep-ms X]\n"
+        "                               [--clock wall|thread-cpu] [--device NAME] [--citation TEXT]\n"
         "       bitplan latency show PROFILE.json [MODEL.onnx] [--bits LIST]\n"
         "       bitplan latency import-csv CSV -o PROFILE.json [--device NAME] [--citation TEXT]\n"
         "                               [--units LIST] [--peak B=OPS,...] [--mem-bw BYTES_PER_S]\n"
@@ -32,6 +33,8 @@ static void usage(FILE *fp)
         "              " DEFAULT_BITS " (what bitplan ilp asks for), --batch 1,\n"
         "              --threads 1, --reps 30, --warmup 3,\n"
         "              --min-rep-ms 0.5 (kernel runs per repetition chosen to last that long).\n"
+        "              --clock thread-cpu times CPU time of the measuring thread (immune to\n"
+        "              other processes on a shared machine; needs --threads 1).\n"
         "              Progress on stderr unless --quiet.\n"
         "  show        without MODEL: the profile's entries; with MODEL: latency (ms) of each\n"
         "              layer per candidate, fallbacks marked: ~ interpolated, ^ roofline,\n"
@@ -154,7 +157,7 @@ static void progress(const bp_measure_event *ev, void *ctx)
 
 static int do_measure(int argc, char **argv)
 {
-    const char *model = NULL, *outp = NULL, *device = NULL;
+    const char *model = NULL, *outp = NULL, *device = NULL, *citation = NULL;
     int wb[MAX_CAND], ab[MAX_CAND];
     /* the ILP's default candidates: weight bits 2..8 with a = max(w, 4) */
     int nc = parse_bits(DEFAULT_BITS, wb, ab, MAX_CAND);
@@ -178,6 +181,8 @@ static int do_measure(int argc, char **argv)
             outp = v;
         else if (!strcmp(a, "--device"))
             device = v;
+        else if (!strcmp(a, "--citation"))
+            citation = v;
         else if (!strcmp(a, "--bits")) {
             if ((nc = parse_bits(v, wb, ab, MAX_CAND)) < 1)
                 return bad_usage("bad --bits list", v);
@@ -193,6 +198,13 @@ static int do_measure(int argc, char **argv)
         } else if (!strcmp(a, "--warmup")) {
             if (int_arg(v, 0, &o.warmup))
                 return bad_usage("bad --warmup", v);
+        } else if (!strcmp(a, "--clock")) {
+            if (!strcmp(v, "wall"))
+                o.thread_cpu = 0;
+            else if (!strcmp(v, "thread-cpu"))
+                o.thread_cpu = 1;
+            else
+                return bad_usage("bad --clock (wall or thread-cpu)", v);
         } else if (!strcmp(a, "--min-rep-ms")) {
             char *end;
             o.min_rep_ms = strtod(v, &end);
@@ -219,6 +231,13 @@ static int do_measure(int argc, char **argv)
         if (d) {
             free(p->device);
             p->device = d;
+        }
+    }
+    if (!st && citation) {
+        char *c = strdup(citation);
+        if (c) {
+            free(p->citation);
+            p->citation = c;
         }
     }
     if (!st)
@@ -350,6 +369,8 @@ static int do_show(int argc, char **argv)
         printf(", %d repetitions", p->repetitions);
     if (p->date)
         printf(", %s", p->date);
+    if (p->clock)
+        printf(", %s clock", p->clock);
     printf("\n");
     if (p->citation)
         printf("source: %s\n", p->citation);

@@ -22,10 +22,10 @@ void bp_measure_opts_default(bp_measure_opts *o)
     o->min_rep_ms = 0.5;
 }
 
-static double now_ms(void)
+static double now_ms(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clk, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
@@ -109,6 +109,10 @@ bp_status bp_latency_time_layer(const bp_layer *L, const bp_attrs *a, int b_w, i
     if (o->batch < 1 || o->threads < 1 || o->threads > 64 || o->reps < 1 || o->warmup < 0)
         return bp_error(BP_ERR_ARG, "latency: batch, threads (1..64), reps must be positive, "
                         "warmup >= 0");
+    if (o->thread_cpu && o->threads != 1)
+        return bp_error(BP_ERR_ARG, "latency: the thread CPU clock needs threads = 1 (the "
+                        "other threads' time would not be counted)");
+    const clockid_t clk = o->thread_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
     if (L->op != BP_OP_CONV && L->op != BP_OP_GEMM && L->op != BP_OP_MATMUL)
         return bp_error(BP_ERR_UNSUPPORTED, "latency: layer '%s': op %s is not timed",
                         L->name, bp_op_name(L->op));
@@ -230,10 +234,10 @@ bp_status bp_latency_time_layer(const bp_layer *L, const bp_attrs *a, int b_w, i
     /* Warm-up, timing the last run to choose `inner`. */
     double one = 0;
     for (int r = 0; r < (o->warmup > 0 ? o->warmup : 1); r++) {
-        double t0 = now_ms();
+        double t0 = now_ms(clk);
         if ((st = run_once(&bc)))
             goto cleanup;
-        one = now_ms() - t0;
+        one = now_ms(clk) - t0;
     }
     int inner = 1;
     if (o->min_rep_ms > 0 && one < o->min_rep_ms)
@@ -241,11 +245,11 @@ bp_status bp_latency_time_layer(const bp_layer *L, const bp_attrs *a, int b_w, i
     if (inner > 100000)
         inner = 100000;
     for (int r = 0; r < o->reps; r++) {
-        double t0 = now_ms();
+        double t0 = now_ms(clk);
         for (int i = 0; i < inner; i++)
             if ((st = run_once(&bc)))
                 goto cleanup;
-        rep[r] = (now_ms() - t0) / inner;
+        rep[r] = (now_ms(clk) - t0) / inner;
     }
     qsort(rep, (size_t)o->reps, sizeof *rep, cmp_double);
     t->median_ms = quantile(rep, o->reps, 0.5);
@@ -349,6 +353,7 @@ bp_status bp_latency_measure_graph(const bp_graph *g, const bp_measure_opts *o,
     p->warmup = o->warmup;
     p->date = strdup(date);
     p->host = strdup(host);
+    p->clock = strdup(o->thread_cpu ? "thread-cpu" : "wall");
     if (g->source && g->source[0]) {
         size_t cl = strlen(g->source) + 64;
         p->citation = malloc(cl);

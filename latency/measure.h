@@ -15,6 +15,12 @@
  * Threads: the kernels are single-threaded; with T > 1 threads the batch is
  * split into T slices run in parallel (OpenMP, omp_set_num_threads), so
  * threads only help at batch >= 2.
+ *
+ * Clock: wall time (CLOCK_MONOTONIC) by default. On a machine shared with
+ * other work, wall time includes the time the thread waited for a core;
+ * thread_cpu = 1 times with CLOCK_THREAD_CPUTIME_ID instead, which counts only
+ * the CPU time the measuring thread used (cache interference from others still
+ * shows). It needs threads = 1. The profile records which clock was used.
  */
 #ifndef BP_LATENCY_MEASURE_H
 #define BP_LATENCY_MEASURE_H
@@ -41,6 +47,7 @@ typedef struct {
     int reps;                  /* timed repetitions (default 30) */
     int warmup;                /* untimed runs first (default 3) */
     double min_rep_ms;         /* shortest repetition (default 0.5 ms) */
+    int thread_cpu;            /* 1: CLOCK_THREAD_CPUTIME_ID (threads must be 1) */
     bp_measure_progress_fn progress;  /* may be NULL */
     void *ctx;
 } bp_measure_opts;

@@ -36,6 +36,7 @@ void bp_profile_free(bp_profile *p)
     free(p->citation);
     free(p->date);
     free(p->host);
+    free(p->clock);
     free(p);
 }
 
@@ -128,6 +129,9 @@ bp_status bp_profile_validate(const bp_profile *p, const char *name)
     if (p->batch <= 0)
         return bp_error(BP_ERR_FORMAT, "%s: field 'conditions.batch': must be a positive "
                         "integer (got %d)", name, p->batch);
+    if (p->clock && strcmp(p->clock, "wall") && strcmp(p->clock, "thread-cpu"))
+        return bp_error(BP_ERR_FORMAT, "%s: field 'conditions.clock': must be \"wall\" or "
+                        "\"thread-cpu\" (got \"%s\")", name, p->clock);
     if (p->nunits < 0 || p->nunits > BP_PROFILE_MAX_BITS ||
         !ascending_positive(p->units, p->nunits))
         return bp_error(BP_ERR_FORMAT, "%s: field 'units': must be ascending positive "

@@ -66,6 +66,7 @@ typedef struct {
     int batch;             /* required: the batch every lookup uses */
     int threads, repetitions, warmup;
     char *date, *host;
+    char *clock;           /* "wall" or "thread-cpu" (see measure.h); NULL: unknown */
     /* optional hardware bit-widths (promotion rule, see above) */
     int nunits;
     int units[BP_PROFILE_MAX_BITS];  /* ascending */

@@ -300,6 +300,7 @@ bp_status bp_profile_parse(const char *text, size_t len, const char *name, bp_pr
         (st = get_int32(cond, "warmup", 0, 0, &p->warmup, name, "conditions")) ||
         (st = get_str(cond, "date", 0, &p->date, name, "conditions")) ||
         (st = get_str(cond, "host", 0, &p->host, name, "conditions")) ||
+        (st = get_str(cond, "clock", 0, &p->clock, name, "conditions")) ||
         (st = parse_bits_list(root, p, name)) || (st = parse_roofline(root, p, name)))
         goto cleanup;
     json_t *ents = json_object_get(root, "entries");
@@ -427,7 +428,8 @@ bp_status bp_profile_save(const bp_profile *p, const char *path)
     bad |= put(fp, "    ", "repetitions", int_or_null(p->repetitions), 1);
     bad |= put(fp, "    ", "warmup", int_or_null(p->warmup), 1);
     bad |= put(fp, "    ", "date", str_or_null(p->date), 1);
-    bad |= put(fp, "    ", "host", str_or_null(p->host), 0);
+    bad |= put(fp, "    ", "host", str_or_null(p->host), 1);
+    bad |= put(fp, "    ", "clock", str_or_null(p->clock), 0);
     fprintf(fp, "  },\n");
     if (p->nunits > 0) {
         json_t *u = json_array();

@@ -126,6 +126,9 @@ Test(profile_parse, errors_name_file_entry_and_field)
          "\"mem_bw\": 1e9}, \"entries\": []}",
          BP_ERR_FORMAT, {"t.json", "peak_ops.8", NULL}},
         {"{\"format\": \"bitplan-profile\", \"version\": 1, \"device\": \"x\", "
+         "\"conditions\": {\"batch\": 1, \"clock\": \"sundial\"}, \"entries\": []}",
+         BP_ERR_FORMAT, {"t.json", "conditions.clock", "sundial", NULL}},
+        {"{\"format\": \"bitplan-profile\", \"version\": 1, \"device\": \"x\", "
          "\"conditions\": {\"batch\": 1}, \"units\": [8, 4], \"entries\": []}",
          BP_ERR_FORMAT, {"t.json", "units", NULL}},
         {"{\"format\": \"bitplan-profile\", \"version\": 1, \"device\": \"x\",\n"
@@ -208,6 +211,7 @@ Test(profile_file, save_load_round_trip)
     p->warmup = 3;
     p->date = strdup("2026-11-22T00:00:00Z");
     p->host = strdup("a cpu");
+    p->clock = strdup("thread-cpu");
     p->citation = strdup("made up for a test");
     p->nunits = 2;
     p->units[0] = 4;
@@ -250,6 +254,7 @@ Test(profile_file, save_load_round_trip)
     cr_assert_str_eq(q->citation, "made up for a test");
     cr_assert_str_eq(q->date, "2026-11-22T00:00:00Z");
     cr_assert_str_eq(q->host, "a cpu");
+    cr_assert_str_eq(q->clock, "thread-cpu");
     cr_assert_eq(q->batch, 4);
     cr_assert_eq(q->threads, 2);
     cr_assert_eq(q->repetitions, 30);
@@ -594,6 +599,13 @@ Test(measure, one_layer_statistics)
     o.threads = 2;
     cr_assert_eq(bp_latency_time_layer(&L, NULL, 8, 8, &o, &t), BP_OK, "%s", bp_last_error());
     cr_assert(t.median_ms > 0);
+    /* the thread CPU clock counts one thread only */
+    o.thread_cpu = 1;
+    cr_assert_eq(bp_latency_time_layer(&L, NULL, 8, 8, &o, &t), BP_ERR_ARG);
+    cr_assert(strstr(bp_last_error(), "threads = 1") != NULL, "%s", bp_last_error());
+    o.threads = 1;
+    cr_assert_eq(bp_latency_time_layer(&L, NULL, 8, 8, &o, &t), BP_OK, "%s", bp_last_error());
+    cr_assert(t.min_ms > 0 && t.min_ms <= t.median_ms);
     /* what the host kernels cannot run is said, not guessed */
     cr_assert_eq(bp_latency_time_layer(&L, NULL, 16, 16, &o, &t), BP_ERR_UNSUPPORTED);
     cr_assert(strstr(bp_last_error(), "'c'") && strstr(bp_last_error(), "W16A16"));
@@ -677,6 +689,7 @@ Test(measure, graph_profile_bookkeeping)
     cr_assert_eq(p->repetitions, 5);
     cr_assert_eq(p->warmup, 1);
     cr_assert_not_null(p->date);
+    cr_assert_str_eq(p->clock, "wall");
     cr_assert(strncmp(p->device, "host: ", 6) == 0, "%s", p->device);
     for (int i = 0; i < p->n; i++) {
         cr_assert_eq(p->e[i].source, BP_LAT_MEASURED);
