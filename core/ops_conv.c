@@ -366,15 +366,25 @@ static void conv_fwd(const geom *g, const bp_real *x, const bp_real *w, const bp
     blas_restore(old);
 }
 
-/* dx += conv^T(dy, w) and dw += corr(xw, dy); either output may be NULL.
+/* One backward term: dy paired with the x that multiplies it in dW and the w
+ * that carries it back to dx. Any pointer may be NULL (term absent). */
+typedef struct {
+    const bp_real *x, *w, *dy;
+} bterm;
+
+/* dx += sum over terms of conv^T(t.dy, t.w); dw += sum of corr(t.x, t.dy).
+ * The ordinary backward is one term; the R-backward two, (x, W, R{dy}) and
+ * (R{x}, V, dy), sharing one col2im per sample. dx or dw may be NULL.
  * Each thread sums its samples' dW privately, then adds it in once. */
-static void conv_bwd(const geom *g, const bp_real *xw, const bp_real *w, const bp_real *dy,
-                     bp_real *dx, bp_real *dw, bp_real *scratch)
+static void conv_bwd_terms(const geom *g, const bterm *t, int nt, bp_real *dx, bp_real *dw,
+                           bp_real *scratch)
 {
     if (!dx && !dw)
         return;
     if (g->depthwise) {
-        dw_backward(g, xw, w, dy, dx, dw);
+        for (int k = 0; k < nt; k++)
+            if (t[k].dy)
+                dw_backward(g, t[k].x, t[k].w, t[k].dy, t[k].w ? dx : NULL, t[k].x ? dw : NULL);
         return;
     }
     int old = blas_single();
@@ -388,26 +398,36 @@ static void conv_bwd(const geom *g, const bp_real *xw, const bp_real *w, const b
 #pragma omp for schedule(static)
         for (int s = 0; s < g->N; s++)
             for (int grp = 0; grp < g->G; grp++) {
-                const bp_real *dys = dy + ((size_t)s * g->M + (size_t)grp * g->Mg) * g->P;
-                const bp_real *wg = w ? w + (size_t)grp * g->Mg * g->Kg : NULL;
+                size_t yoff = ((size_t)s * g->M + (size_t)grp * g->Mg) * g->P;
                 size_t xoff = ((size_t)s * g->C + (size_t)grp * g->Cg) * g->P;
-                if (dw) {
+                size_t woff = (size_t)grp * g->Mg * g->Kg;
+                for (int k = 0; dw && k < nt; k++) {
+                    if (!t[k].dy || !t[k].x)
+                        continue;
                     const bp_real *b = col;
                     if (g->pointwise)
-                        b = xw + xoff;
+                        b = t[k].x + xoff;
                     else
-                        im2col(g, xw, s, grp, col);
-                    bp_gemm(0, 1, g->Mg, g->Kg, g->P, 1, dys, g->P, b, g->P, 1,
-                            dwt + (size_t)grp * g->Mg * g->Kg, g->Kg);
+                        im2col(g, t[k].x, s, grp, col);
+                    bp_gemm(0, 1, g->Mg, g->Kg, g->P, 1, t[k].dy + yoff, g->P, b, g->P, 1,
+                            dwt + woff, g->Kg);
                 }
-                if (dx) {
-                    if (g->pointwise) {
-                        bp_gemm(1, 0, g->Kg, g->P, g->Mg, 1, wg, g->Kg, dys, g->P, 1, dx + xoff, g->P);
-                    } else {
-                        bp_gemm(1, 0, g->Kg, g->P, g->Mg, 1, wg, g->Kg, dys, g->P, 0, col, g->P);
-                        col2im(g, col, dx, s, grp);
-                    }
+                if (!dx)
+                    continue;
+                int have = 0;
+                for (int k = 0; k < nt; k++) {
+                    if (!t[k].dy || !t[k].w)
+                        continue;
+                    if (g->pointwise)
+                        bp_gemm(1, 0, g->Kg, g->P, g->Mg, 1, t[k].w + woff, g->Kg, t[k].dy + yoff,
+                                g->P, 1, dx + xoff, g->P);
+                    else
+                        bp_gemm(1, 0, g->Kg, g->P, g->Mg, 1, t[k].w + woff, g->Kg, t[k].dy + yoff,
+                                g->P, have ? 1 : 0, col, g->P);
+                    have = 1;
                 }
+                if (have && !g->pointwise)
+                    col2im(g, col, dx, s, grp);
             }
         if (dw) {
 #pragma omp critical(bp_conv_dw)
@@ -446,7 +466,8 @@ bp_status bp_conv_backward(bp_opctx *c)
 {
     geom g;
     geom_of(c, &g);
-    conv_bwd(&g, c->x[0], c->x[1], c->dy, c->dx[0], c->dx[1], c->scratch);
+    bterm t = {c->x[0], c->x[1], c->dy};
+    conv_bwd_terms(&g, &t, 1, c->dx[0], c->dx[1], c->scratch);
     if (c->nin > 2 && c->dx[2])
         bias_bwd(&g, c->dy, c->dx[2]);
     return BP_OK;
@@ -486,12 +507,10 @@ bp_status bp_conv_rop_backward(bp_opctx *c)
 {
     geom g;
     geom_of(c, &g);
-    if (c->rdy) {
-        conv_bwd(&g, c->x[0], c->x[1], c->rdy, c->rdx[0], c->rdx[1], c->scratch);
-        if (c->nin > 2 && c->rdx[2])
-            bias_bwd(&g, c->rdy, c->rdx[2]);
-    }
-    conv_bwd(&g, c->rx[0], c->rx[1], c->dy, c->rx[1] ? c->rdx[0] : NULL,
-             c->rx[0] ? c->rdx[1] : NULL, c->scratch);
+    /* R{dx} = conv^T(R{dy}, W) + conv^T(dy, V); R{dW} = corr(x, R{dy}) + corr(R{x}, dy) */
+    bterm t[2] = {{c->x[0], c->x[1], c->rdy}, {c->rx[0], c->rx[1], c->dy}};
+    conv_bwd_terms(&g, t, 2, c->rdx[0], c->rdx[1], c->scratch);
+    if (c->rdy && c->nin > 2 && c->rdx[2])
+        bias_bwd(&g, c->rdy, c->rdx[2]);
     return BP_OK;
 }

@@ -130,7 +130,8 @@ static void check_hvp_fd(bp_graph *g, int n, uint64_t seed)
     teardown(&c);
 }
 
-/* Conv net with every conv variant, BN, ReLU, ReLU6, pools, residual Add,
+/* Conv net with every conv variant (same-padded, depthwise, grouped+dilated,
+ * pointwise, strided), BN, ReLU, ReLU6, pools, residual Add,
  * broadcast PARAM Add, Reshape, Identity, Gemm with C. */
 static bp_graph *conv_net(void)
 {
@@ -154,6 +155,7 @@ static bp_graph *conv_net(void)
     b = NODE(g, BP_OP_CONV, &gd, b, PAR(g, 4, D(4), D(2), D(3), D(3)));
     h = NODE(g, BP_OP_ADD, NULL, h, b);
     h = NODE(g, BP_OP_ADD, NULL, h, PAR(g, 3, D(4), D(1), D(1)));
+    h = NODE(g, BP_OP_CONV, NULL, h, PAR(g, 4, D(4), D(4), D(1), D(1))); /* pointwise */
     bp_attrs mp = bp_attrs_default();
     mp.kernel[0] = mp.kernel[1] = 3;
     mp.stride[0] = mp.stride[1] = 2;
