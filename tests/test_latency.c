@@ -612,6 +612,27 @@ Test(measure, one_layer_statistics)
     cr_assert_eq(bp_latency_time_layer(&L, NULL, 4, 12, &o, &t), BP_ERR_UNSUPPORTED);
 }
 
+/* The timings mean something: a conv with 64x the MACs of another takes
+ * clearly longer (asked for only 4x, so a busy machine cannot make it flaky;
+ * the thread CPU clock ignores time spent waiting for a core). */
+Test(measure, more_work_takes_longer)
+{
+    bp_measure_opts o;
+    bp_measure_opts_default(&o);
+    o.reps = 7;
+    o.warmup = 1;
+    o.min_rep_ms = 0.2;
+    o.thread_cpu = 1;
+    bp_layer small = conv_layer("small", 16, 16, 3, 1, 16, 16 * 16 * 9 * 256);
+    bp_layer big = conv_layer("big", 64, 64, 3, 1, 32, 64LL * 64 * 9 * 1024);
+    bp_lat_timing ts, tb;
+    cr_assert_eq(bp_latency_time_layer(&small, NULL, 8, 8, &o, &ts), BP_OK, "%s", bp_last_error());
+    cr_assert_eq(bp_latency_time_layer(&big, NULL, 8, 8, &o, &tb), BP_OK, "%s", bp_last_error());
+    cr_assert(tb.median_ms > 4 * ts.median_ms, "big %g ms, small %g ms", tb.median_ms,
+              ts.median_ms);
+    cr_assert(ts.inner >= tb.inner, "the small layer needs at least as many runs per repetition");
+}
+
 typedef struct {
     int calls, reused;
     int order_ok;
