@@ -840,3 +840,51 @@ Test(t4, interpolation_matches_numpy)
     }
     bp_profile_free(p);
 }
+
+/* `bitplan latency measure` on a small fixture model, then `show` with the
+ * model: every cell exact on the host profile; on the T4 table (whose shapes
+ * the fixture does not have) every cell interpolated and marked. */
+Test(cli, measure_then_show_with_model)
+{
+    const char *model = "tests/fixtures/onnx/gap_bn_op13.onnx";
+    char dir[] = "/tmp/bp_latcli_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[1024], path[256];
+    snprintf(path, sizeof path, "%s/host.json", dir);
+    snprintf(cmd, sizeof cmd, "bin/bitplan latency measure %s --bits 4,w4a8,8 --reps 3 --warmup 1 "
+             "--min-rep-ms 0.01 --clock thread-cpu -o %s --quiet", model, path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    bp_profile *p = NULL;
+    cr_assert_eq(bp_profile_load(path, &p), BP_OK, "%s", bp_last_error());
+    cr_assert_str_eq(p->clock, "thread-cpu");
+    cr_assert_eq(p->repetitions, 3);
+    cr_assert_eq(p->n % 3, 0);
+    cr_assert(p->n >= 3);
+    cr_assert_eq(p->e[1].b_w, 4);
+    cr_assert_eq(p->e[1].b_a, 8);
+    bp_profile_free(p);
+
+    static const struct {
+        const char *profile;
+        const char *needle;
+    } shows[] = {{"host", "0 of 12 cells are fallbacks"},
+                 {"profiles/t4-resnet18.json", "12 of 12 cells are fallbacks"}};
+    for (int k = 0; k < 2; k++) {
+        char prof[256];
+        snprintf(prof, sizeof prof, "%s", k == 0 ? path : shows[k].profile);
+        snprintf(cmd, sizeof cmd, "bin/bitplan latency show %s %s --bits 4,w4a8,8", prof, model);
+        FILE *fp = popen(cmd, "r");
+        cr_assert_not_null(fp);
+        char buf[65536];
+        size_t got = fread(buf, 1, sizeof buf - 1, fp);
+        buf[got] = 0;
+        cr_assert_eq(pclose(fp), 0, "%s", cmd);
+        cr_assert(strstr(buf, shows[k].needle) && strstr(buf, "W4A8") && strstr(buf, "fc2"),
+                  "%s\n%s", cmd, buf);
+        if (k == 1)
+            cr_assert(strstr(buf, "~+") != NULL, "W4A8 on the T4 is promoted and interpolated:\n%s",
+                      buf);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
