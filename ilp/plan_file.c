@@ -156,7 +156,8 @@ static bp_status read_layers(bp_jctx *c, json_t *arr, bp_plan *p)
     bp_status st;
     size_t n = json_array_size(arr);
     if (n < 1 || n > 1000000)
-        return bp_error(BP_ERR_FORMAT, "%s: field \"layers\" is empty", c->file);
+        return bp_error(BP_ERR_FORMAT, "%s: field \"layers\" has %zu entries (1..1000000)",
+                        c->file, n);
     if ((st = bp_plan_init(p, (int)n)))
         return st;
     for (size_t i = 0; i < n; i++) {

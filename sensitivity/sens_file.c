@@ -453,7 +453,8 @@ bp_status bp_sens_parse(const char *text, size_t len, const char *name, bp_sens 
         (st = bp_jf_array(&c, root, "layers", BP_JF_REQUIRED, &layers)))
         goto fail;
     if (json_array_size(layers) < 1 || json_array_size(layers) > 1000000) {
-        st = bp_error(BP_ERR_FORMAT, "%s: field \"layers\" is empty", name);
+        st = bp_error(BP_ERR_FORMAT, "%s: field \"layers\" has %zu entries (1..1000000)", name,
+                      json_array_size(layers));
         goto fail;
     }
     if ((st = bp_sens_init(s, (int)json_array_size(layers))))

@@ -187,7 +187,7 @@ static const struct {
      {"\"sha256\""}},
     {PH "\"layers\": [{\"name\": \"a\", \"wbits\": 4}], \"totals\": {\"bops\": true}}", BP_ERR_FORMAT,
      {"totals", "\"bops\""}},
-    {PH "\"layers\": []}", BP_ERR_FORMAT, {"\"layers\"", "empty"}},
+    {PH "\"layers\": []}", BP_ERR_FORMAT, {"\"layers\"", "0 entries"}},
     {PH "\"layers\": [{\"name\": \"a\", \"wbits\": 4}]", BP_ERR_FORMAT, {"not valid JSON"}},
 };
 

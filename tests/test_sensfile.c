@@ -287,7 +287,7 @@ static const struct {
     {"{\"version\": 1, \"layers\": []}", BP_ERR_FORMAT, {"missing field \"format\""}},
     {"{\"format\": \"bitplan-sensitivity\", \"version\": 2, \"layers\": [" L0 "]}", BP_ERR_FORMAT, {"\"version\"", "2"}},
     {HEAD "\"layers\": [" L0 ", " L0 "]}", BP_ERR_FORMAT, {"layer 1 (c1)", "\"name\""}},
-    {HEAD "\"layers\": []}", BP_ERR_FORMAT, {"\"layers\"", "empty"}},
+    {HEAD "\"layers\": []}", BP_ERR_FORMAT, {"\"layers\"", "0 entries"}},
     {HEAD "\"layer\": []}", BP_ERR_FORMAT, {"missing field \"layers\""}},
     {HEAD "\"layers\": [" L0 ", {\"name\": \"fc\", \"op\": \"Gemm\", \"macs\": 10, \"cout\": 1, "
           "\"candidates\": [{\"bits\": 8, \"omega\": 1}]}]}",
