@@ -22,6 +22,15 @@ static double now(void)
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* CPU seconds of the whole process (all threads): less sensitive than wall
+ * time to other programs competing for the cores. */
+static double cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 static uint64_t rs = 12345;
 static double urand(void)
 {
@@ -182,30 +191,38 @@ int main(int argc, char **argv)
         return 1;
     }
     CHECK(bp_hvp(ex, g->params, x, lab, BH, v, hv, NULL, NULL));
-    for (int r = 0; r < runs; r++) {
-        double t0 = now();
-        CHECK(bp_forward(ex, g->params, x, BH, BP_MODE_INFER));
-        CHECK(bp_loss_softmax_ce(ex, lab, NULL, NULL));
-        CHECK(bp_backward(ex, g->params, gp));
-        t[r] = now() - t0;
+    /* interleaved, so that a change in machine load hits all three alike */
+    double *tw[3], *tc[3];
+    for (int k = 0; k < 3; k++) {
+        tw[k] = malloc(runs * sizeof(double));
+        tc[k] = malloc(runs * sizeof(double));
     }
-    double tg = median(t, runs);
     for (int r = 0; r < runs; r++) {
-        double t0 = now();
-        CHECK(bp_hvp(ex, g->params, x, lab, BH, v, hv, NULL, NULL));
-        t[r] = now() - t0;
+        for (int k = 0; k < 3; k++) {
+            double t0 = now(), c0 = cpu();
+            if (k == 0) {
+                CHECK(bp_forward(ex, g->params, x, BH, BP_MODE_INFER));
+                CHECK(bp_loss_softmax_ce(ex, lab, NULL, NULL));
+                CHECK(bp_backward(ex, g->params, gp));
+            } else {
+                CHECK(bp_hvp(ex, g->params, x, lab, BH, k == 1 ? v : vl, hv, NULL, NULL));
+            }
+            tw[k][r] = now() - t0;
+            tc[k][r] = cpu() - c0;
+        }
     }
-    double th = median(t, runs);
-    for (int r = 0; r < runs; r++) {
-        double t0 = now();
-        CHECK(bp_hvp(ex, g->params, x, lab, BH, vl, hv, NULL, NULL));
-        t[r] = now() - t0;
+    double w[3], c[3];
+    for (int k = 0; k < 3; k++) {
+        w[k] = median(tw[k], runs);
+        c[k] = median(tc[k], runs);
+        free(tw[k]);
+        free(tc[k]);
     }
-    double thl = median(t, runs);
-    printf("batch %d: gradient           %8.1f ms\n", BH, tg * 1e3);
-    printf("batch %d: HVP (all params)   %8.1f ms  = %.2f gradients (target <= 2.5)\n", BH,
-           th * 1e3, th / tg);
-    printf("batch %d: HVP (one layer v)  %8.1f ms  = %.2f gradients\n", BH, thl * 1e3, thl / tg);
+    printf("batch %d: gradient           %8.1f ms wall  %8.1f ms cpu\n", BH, w[0] * 1e3, c[0] * 1e3);
+    printf("batch %d: HVP (all params)   %8.1f ms wall  %8.1f ms cpu  = %.2f gradients wall, %.2f cpu (target <= 2.5)\n",
+           BH, w[1] * 1e3, c[1] * 1e3, w[1] / w[0], c[1] / c[0]);
+    printf("batch %d: HVP (one layer v)  %8.1f ms wall  %8.1f ms cpu  = %.2f gradients wall, %.2f cpu\n",
+           BH, w[2] * 1e3, c[2] * 1e3, w[2] / w[0], c[2] / c[0]);
     bp_exec_free(ex);
 done:
     free(t);

@@ -28,6 +28,7 @@ struct bp_exec {
     size_t *cap;                  /* elements allocated per activation */
     bp_real **act, **grad, **ract, **rgrad; /* (nvalues), NULL for PARAM */
     unsigned char *rzero, *rgzero; /* R-value / R-gradient is logically zero */
+    unsigned char *vzero;         /* PARAM: the direction v is zero on it */
     void **state;                 /* (nnodes) */
     bp_real *scratch;
     bp_real *prob;                /* softmax of the output after the loss */
@@ -131,6 +132,7 @@ void bp_exec_free(bp_exec *ex)
     free(ex->rgrad);
     free(ex->rzero);
     free(ex->rgzero);
+    free(ex->vzero);
     free(ex->state);
     free(ex->scratch);
     free(ex->prob);
@@ -169,9 +171,10 @@ bp_exec *bp_exec_new(const bp_graph *g, int max_batch, unsigned flags)
     ex->rgrad = calloc(nv, sizeof *ex->rgrad);
     ex->rzero = calloc(nv, 1);
     ex->rgzero = calloc(nv, 1);
+    ex->vzero = calloc(nv, 1);
     ex->state = calloc(g->nnodes ? g->nnodes : 1, sizeof *ex->state);
     if (!ex->dims || !ex->ndim || !ex->cap || !ex->act || !ex->grad || !ex->ract || !ex->rgrad ||
-        !ex->rzero || !ex->rgzero || !ex->state)
+        !ex->rzero || !ex->rgzero || !ex->vzero || !ex->state)
         goto nomem;
     if (resolve(ex, max_batch)) {
         bp_exec_free(ex);
@@ -359,6 +362,22 @@ bp_status bp_backward(bp_exec *ex, bp_real *params, bp_real *gparams)
 
 /* ---- R-op ------------------------------------------------------------------------------ */
 
+/* Marks the parameters on which v is exactly zero, so that a probe on one
+ * layer skips the R-terms of all others (one pass over v, cheap next to an HVP). */
+static void scan_direction(bp_exec *ex, const bp_real *vparams)
+{
+    const bp_graph *g = ex->g;
+    for (int v = 0; v < g->nvalues; v++) {
+        const bp_value *val = &g->values[v];
+        if (val->kind != BP_VAL_PARAM)
+            continue;
+        int zero = 1;
+        for (size_t i = 0; vparams && zero && i < val->numel; i++)
+            zero = vparams[val->offset + i] == 0;
+        ex->vzero[v] = (unsigned char)zero;
+    }
+}
+
 /* Direction of input j of a node: R-value of an activation, v of a trainable
  * parameter; NULL when zero. */
 static const bp_real *rx_of(const bp_exec *ex, const bp_node *nd, int j, const bp_real *vparams)
@@ -366,7 +385,8 @@ static const bp_real *rx_of(const bp_exec *ex, const bp_node *nd, int j, const b
     const bp_graph *g = ex->g;
     int v = nd->in[j];
     if (is_param(g, v))
-        return vparams && param_trains(g, nd, j) ? vparams + g->values[v].offset : NULL;
+        return vparams && param_trains(g, nd, j) && !ex->vzero[v] ? vparams + g->values[v].offset
+                                                                   : NULL;
     return ex->rzero[v] ? NULL : ex->ract[v];
 }
 
@@ -391,6 +411,7 @@ bp_status bp_rop_forward(bp_exec *ex, const bp_real *params, const bp_real *vpar
         return bp_error(BP_ERR_ARG, "R-forward: value %d cannot carry an activation direction",
                         vact_value);
     memset(ex->rzero, 1, g->nvalues);
+    scan_direction(ex, vparams);
     if (vact_value == g->input) {
         add_into(ex->ract[g->input], vact, numel_of(ex, g->input), 1);
         ex->rzero[g->input] = 0;
@@ -445,6 +466,7 @@ static bp_status rop_backward(bp_exec *ex, const bp_real *params, const bp_real 
     for (int v = 0; v < g->nvalues; v++)
         if (v != g->output)
             ex->rgzero[v] = 1;
+    scan_direction(ex, vparams); /* the caller may pass another buffer than to R-forward */
     for (int i = g->nnodes - 1; i >= 0; i--) {
         const bp_node *nd = &g->nodes[i];
         bp_status st = node_backward(ex, i, (bp_real *)params, gparams);

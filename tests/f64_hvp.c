@@ -71,12 +71,25 @@ static void hvp(hcase *c, const bp_real *v, bp_real *hv, bp_real *grad)
     cr_assert_eq(st, BP_OK, "%s", bp_last_error());
 }
 
+/* only >= 0: v is zero outside that parameter (the engine then skips the
+ * R-terms of every other parameter; Hv is still the full vector). */
+static void check_hvp_fd_only(bp_graph *g, int n, uint64_t seed, int only);
 static void check_hvp_fd(bp_graph *g, int n, uint64_t seed)
+{
+    check_hvp_fd_only(g, n, seed, -1);
+}
+
+static void check_hvp_fd_only(bp_graph *g, int n, uint64_t seed, int only)
 {
     hcase c;
     setup(&c, g, n, seed);
     size_t np = g->nparams;
-    bp_real *v = direction(g), *hv = malloc(np * sizeof *hv), *gr = malloc(np * sizeof *gr);
+    bp_real *v = direction(g);
+    if (only >= 0)
+        for (size_t i = 0; i < np; i++)
+            if (i < g->values[only].offset || i >= g->values[only].offset + g->values[only].numel)
+                v[i] = 0;
+    bp_real *hv = malloc(np * sizeof *hv), *gr = malloc(np * sizeof *gr);
     bp_real *gp = malloc(np * sizeof *gp), *gm = malloc(np * sizeof *gm), *g0 = malloc(np * sizeof *g0);
     double *fd = calloc(np, sizeof *fd);
     hvp(&c, v, hv, gr);
@@ -210,6 +223,18 @@ static bp_graph *matmul_net(void)
 }
 
 Test(hvp, conv_net_every_conv_op) { check_hvp_fd(conv_net(), 3, 41); }
+
+/* v on the stride-2 conv's weight only */
+Test(hvp, conv_net_one_layer_direction)
+{
+    bp_graph *g = conv_net();
+    int w = -1;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].op == BP_OP_CONV && g->nodes[i].a.stride[0] == 2)
+            w = g->nodes[i].in[1];
+    cr_assert_geq(w, 0);
+    check_hvp_fd_only(g, 3, 47, w);
+}
 Test(hvp, matmul_net_two_activation_operands) { check_hvp_fd(matmul_net(), 4, 42); }
 
 Test(hvp, gemm_transposes)
