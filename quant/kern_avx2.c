@@ -289,6 +289,89 @@ DEFINE_TILES(tiles_avx2, AVX2, MAC_AVX2)
  * int16 pairs, same exact int32 result, one instruction instead of two). */
 DEFINE_TILES(tiles_vnni, __attribute__((target("avx2,avxvnni"))), MAC_VNNI)
 
+/* Depthwise convolution (one input and one output channel per group): the
+ * GEMM path would use one row of each 16-row block, so it gets a direct loop
+ * instead. For each output row the kh input rows are copied, zero-padded, into
+ * int32 rows in scratch; then 8 output pixels per vector (stride 1) take one
+ * unaligned load and one vpmulld per tap (|a·w| <= 255·128 fits easily), other
+ * strides a scalar loop over the padded rows. Requantization is vectorized
+ * with the channel's pair broadcast. */
+static int dw_row_len(const bp_qconv_params *p) { return p->w + p->pad_l + p->pad_r + 16 + (p->kw - 1) * p->dil_w; }
+
+AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *in,
+                         const uint8_t *wpanel, const int32_t *bias, const bp_qmul *qm, void *out,
+                         int32_t *rows)
+{
+    const int K = p->kh * p->kw, u8 = p->in_type == BP_QT_U8, rl = dw_row_len(p);
+    const size_t gbytes = bp_qk_group_bytes(1, K, p->wbits), plane = (size_t)p->h * p->w,
+                 oplane = (size_t)oh * ow;
+    int32_t wv[64];
+    __m256i wb[64];
+    const __m256i vlo = _mm256_set1_epi32(p->out_min), vhi = _mm256_set1_epi32(p->out_max);
+    memset(rows, 0, sizeof(int32_t) * (size_t)rl * p->kh);
+    for (int n = 0; n < p->n; n++)
+        for (int c = 0; c < p->cout; c++) {
+            const uint8_t *gp = wpanel + (size_t)c * gbytes;
+            for (int k = 0; k < K; k++) {
+                wv[k] = bp_qk_get(gp, K, p->wbits, 0, k);
+                wb[k] = _mm256_set1_epi32(wv[k]);
+            }
+            const bp_qmul q = qm[c];
+            const int vec_ok = q.shift <= 0 && q.shift >= -31;
+            const __m256i vm = _mm256_set1_epi32(q.mult), vr = _mm256_set1_epi32(-q.shift),
+                          vz = _mm256_set1_epi32(q.mult == 0 ? -1 : 0);
+            const int32_t b = bias ? bias[c] : 0;
+            const size_t ib = ((size_t)n * p->cin + c) * plane, ob = ((size_t)n * p->cout + c) * oplane;
+            for (int oy = 0; oy < oh; oy++) {
+                /* padded input rows of this output row; a row outside the image is all zero */
+                for (int ky = 0; ky < p->kh; ky++) {
+                    int32_t *r = rows + (size_t)ky * rl + p->pad_l;
+                    int iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->h) {
+                        memset(r, 0, sizeof(int32_t) * p->w);
+                        continue;
+                    }
+                    const size_t at = ib + (size_t)iy * p->w;
+                    if (u8)
+                        for (int x = 0; x < p->w; x++)
+                            r[x] = ((const uint8_t *)in)[at + x];
+                    else
+                        for (int x = 0; x < p->w; x++)
+                            r[x] = ((const int8_t *)in)[at + x];
+                }
+                int ox = 0;
+                if (p->stride_w == 1 && vec_ok)
+                    for (; ox < ow; ox += 8) {
+                        __m256i acc = _mm256_set1_epi32(b);
+                        for (int ky = 0; ky < p->kh; ky++) {
+                            const int32_t *r = rows + (size_t)ky * rl + ox;
+                            for (int kx = 0; kx < p->kw; kx++)
+                                acc = _mm256_add_epi32(
+                                    acc, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(r + kx * p->dil_w)),
+                                                            wb[ky * p->kw + kx]));
+                        }
+                        acc = _mm256_min_epi32(_mm256_max_epi32(vrequant(acc, vm, vr, vz), vlo), vhi);
+                        int32_t res[8];
+                        _mm256_storeu_si256((__m256i *)res, acc);
+                        const int nj = ow - ox < 8 ? ow - ox : 8;
+                        for (int j = 0; j < nj; j++)
+                            bp_qk_store(out, ob + (size_t)oy * ow + ox + j, p->out_type, res[j], p->out_min,
+                                        p->out_max);
+                    }
+                for (; ox < ow; ox++) {
+                    int32_t acc = b;
+                    for (int ky = 0; ky < p->kh; ky++) {
+                        const int32_t *r = rows + (size_t)ky * rl + ox * p->stride_w;
+                        for (int kx = 0; kx < p->kw; kx++)
+                            acc += r[kx * p->dil_w] * wv[ky * p->kw + kx];
+                    }
+                    bp_qk_store(out, ob + (size_t)oy * ow + ox, p->out_type, bp_requant(acc, q), p->out_min,
+                                p->out_max);
+                }
+            }
+        }
+}
+
 static int32_t *aligned_scratch(void *scratch)
 {
     uintptr_t a = ((uintptr_t)scratch + 31) & ~(uintptr_t)31;
@@ -305,6 +388,10 @@ AVX2 void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t 
     const size_t gbytes = bp_qk_group_bytes(cog, k, p->wbits);
     int32_t *A = aligned_scratch(scratch);
     int16_t *t0 = (int16_t *)(A + (size_t)pb * bp_qk_kpairs(k)), *t1 = t0 + row_len(pb);
+    if (cig == 1 && cog == 1 && p->kh * p->kw <= 64) {
+        dw_conv(p, oh, ow, in, wpanel, bias, qm, out, A);
+        return;
+    }
     for (int n = 0; n < p->n; n++)
         for (int g = 0; g < p->group; g++) {
             tile_out o = {bias ? bias + (size_t)g * cog : NULL,
