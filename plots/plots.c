@@ -40,7 +40,7 @@ static void preamble(FILE *fp, const char *name, const char *title)
             "set output '%s.png'\n"
             "set title \"%s\"\n"
             "set grid\n"
-            "set key above box opaque\n",
+            "set key above box opaque reverse Left\n",
             name, name, W_PX, H_PX, name, title);
 }
 
@@ -85,6 +85,16 @@ static double xval(int a, double size, double bops, double lat)
     return a == 0 ? size / 1024 : a == 1 ? bops / 1e9 : lat;
 }
 
+typedef struct {
+    double x, y, z;
+} xy;
+
+static int by_x(const void *a, const void *b)
+{
+    double u = ((const xy *)a)->x, w = ((const xy *)b)->x;
+    return u < w ? -1 : u > w;
+}
+
 static bp_status frontier_plot(const bp_plot_inputs *in, const char *dir, int axis)
 {
     static const char *names[] = {"frontier_size", "frontier_bops", "frontier_latency"};
@@ -100,33 +110,52 @@ static bp_status frontier_plot(const bp_plot_inputs *in, const char *dir, int ax
     snprintf(fname, sizeof fname, "%s_omega.dat", name);
     if ((st = open_in(&o, dir, fname)))
         return st;
-    fprintf(o.fp, "# x omega (every Pareto point)\n");
+    /* Sorted by x: the sweep orders points by its own budget, which need
+     * not be monotone in the other costs (lines would zigzag). */
+    fprintf(o.fp, "# x omega (every Pareto point, by x)\n");
+    xy *v = malloc(sizeof *v * (in->nfront + in->nrows + 1));
+    if (!v) {
+        bp_out_abort(&o);
+        return bp_error(BP_ERR_NOMEM, "plots: out of memory");
+    }
+    int nv = 0;
     for (int i = 0; i < in->nfront; i++) {
         const bp_plot_front *f = &in->front[i];
-        num(o.fp, xval(axis, f->size_bytes, f->bops, f->latency_ms));
-        num(o.fp, f->objective);
+        v[nv++] = (xy){xval(axis, f->size_bytes, f->bops, f->latency_ms), f->objective, NAN};
+    }
+    qsort(v, nv, sizeof *v, by_x);
+    for (int i = 0; i < nv; i++) {
+        num(o.fp, v[i].x);
+        num(o.fp, v[i].y);
         fprintf(o.fp, "\n");
     }
-    if ((st = close_out(&o)))
-        return st;
+    st = close_out(&o);
     /* evaluated points, one block per kind */
     snprintf(fname, sizeof fname, "%s.dat", name);
-    if ((st = open_in(&o, dir, fname)))
+    if (st || (st = open_in(&o, dir, fname))) {
+        free(v);
         return st;
+    }
     static const char *blocks[] = {"frontier", "W8A8", "W4A4", "plan"};
     for (int b = 0; b < 4; b++) {
         fprintf(o.fp, "# block %d: %s — x accuracy_percent omega\n", b, blocks[b]);
+        nv = 0;
         for (int i = 0; i < in->nrows; i++) {
             const bp_pipe_row *r = &in->rows[i];
             if (b == 0 ? strcmp(r->kind, "frontier") : strcmp(r->name, blocks[b]))
                 continue;
-            num(o.fp, xval(axis, r->size_bytes, r->bops, r->latency_ms));
-            num(o.fp, 100 * r->accuracy);
-            num(o.fp, r->objective);
+            v[nv++] = (xy){xval(axis, r->size_bytes, r->bops, r->latency_ms), 100 * r->accuracy, r->objective};
+        }
+        qsort(v, nv, sizeof *v, by_x);
+        for (int i = 0; i < nv; i++) {
+            num(o.fp, v[i].x);
+            num(o.fp, v[i].y);
+            num(o.fp, v[i].z);
             fprintf(o.fp, "\n");
         }
         fprintf(o.fp, "\n\n");
     }
+    free(v);
     if ((st = close_out(&o)))
         return st;
     const bp_pipe_row *fl = find_row(in, "float");
