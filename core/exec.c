@@ -279,7 +279,8 @@ bp_status bp_forward(bp_exec *ex, bp_real *params, const bp_real *x, int n, bp_m
                                 g->values[v].name, n, ex->max_batch);
     }
     ex->mode = mode;
-    memcpy(ex->act[g->input], x, numel_of(ex, g->input) * sizeof(bp_real));
+    /* memmove: a caller may pass the executor's own input buffer back */
+    memmove(ex->act[g->input], x, numel_of(ex, g->input) * sizeof(bp_real));
     for (int i = 0; i < g->nnodes; i++) {
         bp_opctx c;
         ctx_init(ex, i, params, &c);
