@@ -387,9 +387,16 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
             bops += (double)L[i].macs * 32 * 32;
         }
         w->size_bytes = size, w->bops = bops, w->objective = 0;
-        if ((st = bp_evaluate(g, &ev, o->eval_batch, &w->accuracy, NULL)))
-            goto fail_choice;
-        say(o, "evaluate: float accuracy %.2f%% on %d samples", 100 * w->accuracy, ev.n);
+        snprintf(key, sizeof key, "v1|float|model=%s|data=%s:%d", r->model_sha256, o->eval_data, ev.n);
+        if (bp_cache_get_eval(cache, key, &w->accuracy)) {
+            w->cached = 1;
+        } else {
+            if ((st = bp_evaluate(g, &ev, o->eval_batch, &w->accuracy, NULL)))
+                goto fail_choice;
+            bp_cache_set_eval(cache, key, w->accuracy);
+        }
+        say(o, "evaluate: float accuracy %.2f%% on %d samples%s", 100 * w->accuracy, ev.n,
+            w->cached ? " (cached)" : "");
     }
     /* Frontier points to evaluate: all when few, else evenly spaced with both ends. */
     int neval = npts <= o->eval_points ? npts : o->eval_points;

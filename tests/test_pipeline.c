@@ -244,7 +244,7 @@ Test(pipeline, end_to_end_outputs_budget_report_plots_and_reuse)
     cr_assert_eq(bp_pipeline_run(&o, &r2), BP_OK, "%s", bp_last_error());
     cr_assert_eq(r2.sens_reused, 1);
     cr_assert(reused_note, "no 'reusing sensitivity.json' note");
-    for (int i = 1; i < r2.nrows; i++)
+    for (int i = 0; i < r2.nrows; i++)
         cr_assert(r2.rows[i].cached, "row %s evaluated again", r2.rows[i].name);
     sha_of(out, "sensitivity.json", sha2);
     sha_of(out, "plan.json", plan2);
