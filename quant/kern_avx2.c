@@ -198,6 +198,10 @@ TARGET static void NAME(const int32_t *A, int np, int p0, int k, const uint8_t *
 {                                                                                                    \
     const int kp_n = bp_qk_kpairs(k), cell = bp_qk_cell(wbits), nsb = (np + NR - 1) / NR;            \
     const int npad = nsb * NR;                                                                       \
+    const int32_t lo = o->lo, hi = o->hi;                                                             \
+    const size_t obase = o->out_base, rs = o->rs, ps = o->ps;                                         \
+    const bp_qtype type = o->type;                                                                    \
+    void *const out = o->out;                                                                         \
     const __m256i vlo = _mm256_set1_epi32(o->lo), vhi = _mm256_set1_epi32(o->hi);                    \
     for (int rb = 0; rb < bp_qk_rblocks(M); rb++) {                                                  \
         const int r0 = rb * BP_QK_MR, nr = M - r0 < BP_QK_MR ? M - r0 : BP_QK_MR;                    \
@@ -260,22 +264,25 @@ TARGET static void NAME(const int32_t *A, int np, int p0, int k, const uint8_t *
                 } else {                                                                             \
                     _mm256_storeu_si256((__m256i *)res, x0);                                         \
                     _mm256_storeu_si256((__m256i *)(res + 8), x1);                                   \
-                    for (int c = 0; c < nr; c++)                                                     \
-                        res[c] = bp_requant(res[c], o->qm[r0 + c]);                                  \
+                    for (int c = 0; c < nr; c++) {                                                   \
+                        int32_t v = bp_requant(res[c], o->qm[r0 + c]);                               \
+                        res[c] = v < lo ? lo : v > hi ? hi : v;                                      \
+                    }                                                                                \
                 }                                                                                    \
-                size_t base = o->out_base + (size_t)(p0 + q) * o->ps + (size_t)r0 * o->rs;           \
-                if (o->type == BP_QT_U8) {                                                           \
-                    uint8_t *dst = (uint8_t *)o->out + base;                                         \
+                /* values are clamped: plain stores, pointers and strides in registers */            \
+                const size_t base = obase + (size_t)(p0 + q) * ps + (size_t)r0 * rs;                 \
+                if (type == BP_QT_U8) {                                                              \
+                    uint8_t *dst = (uint8_t *)out + base;                                            \
                     for (int c = 0; c < nr; c++)                                                     \
-                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_U8, res[c], o->lo, o->hi);         \
-                } else if (o->type == BP_QT_S8) {                                                    \
-                    int8_t *dst = (int8_t *)o->out + base;                                           \
+                        dst[(size_t)c * rs] = (uint8_t)res[c];                                       \
+                } else if (type == BP_QT_S8) {                                                       \
+                    int8_t *dst = (int8_t *)out + base;                                              \
                     for (int c = 0; c < nr; c++)                                                     \
-                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_S8, res[c], o->lo, o->hi);         \
+                        dst[(size_t)c * rs] = (int8_t)res[c];                                        \
                 } else {                                                                             \
-                    int32_t *dst = (int32_t *)o->out + base;                                         \
+                    int32_t *dst = (int32_t *)out + base;                                            \
                     for (int c = 0; c < nr; c++)                                                     \
-                        bp_qk_store(dst, (size_t)c * o->rs, BP_QT_S32, res[c], o->lo, o->hi);        \
+                        dst[(size_t)c * rs] = res[c];                                                \
                 }                                                                                    \
             }                                                                                        \
         }                                                                                            \
