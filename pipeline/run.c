@@ -401,18 +401,30 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
     /* Frontier points to evaluate: all when few, else evenly spaced with both ends. */
     int neval = npts <= o->eval_points ? npts : o->eval_points;
     int total_q = 3 + neval, done_q = 0;
+    int *cw = malloc(sizeof *cw * (size_t)total_q * nl), *ca = malloc(sizeof *ca * (size_t)total_q * nl);
+    int *todo = malloc(sizeof *todo * total_q), *same = malloc(sizeof *same * total_q);
+    bp_status *qst = calloc(total_q, sizeof *qst);
+    char (*qkey)[2048] = calloc(total_q, sizeof *qkey);
+    double *qacc = calloc(total_q, sizeof *qacc);
+    int ntodo = 0, err_q = -1;
+    if (!cw || !ca || !todo || !same || !qst || !qkey || !qacc) {
+        st = bp_error(BP_ERR_NOMEM, "pipeline: out of memory");
+        goto fail_eval;
+    }
+    /* First the rows, their bits and what the cache already knows ... */
     for (int q = 0; q < total_q; q++) {
         char name[48];
         const char *kind;
         int index = -1;
         double objective = NAN, total[BP_CON_COUNT] = {NAN, NAN, NAN}, budget = NAN;
+        int *qw = cw + (size_t)q * nl, *qa = ca + (size_t)q * nl;
         if (q < 2) {
             int b = q == 0 ? 8 : 4;
             snprintf(name, sizeof name, "W%dA%d", b, b);
             kind = "uniform";
             int ok = 1;
             for (int i = 0; i < nl; i++) {
-                wb[i] = ab[i] = b;
+                qw[i] = qa[i] = b;
                 choice[i] = cand_of(&p, i, b, b);
                 ok &= choice[i] >= 0;
             }
@@ -422,7 +434,7 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
             snprintf(name, sizeof name, "plan");
             kind = "plan";
             for (int i = 0; i < nl; i++)
-                wb[i] = p.wbits[res.choice[i]], ab[i] = p.abits[res.choice[i]];
+                qw[i] = p.wbits[res.choice[i]], qa[i] = p.abits[res.choice[i]];
             objective = res.objective;
             memcpy(total, res.total, sizeof total);
         } else {
@@ -431,33 +443,73 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
             kind = "frontier";
             index = j;
             for (int i = 0; i < nl; i++)
-                wb[i] = p.wbits[pts[j].choice[i]], ab[i] = p.abits[pts[j].choice[i]];
+                qw[i] = p.wbits[pts[j].choice[i]], qa[i] = p.abits[pts[j].choice[i]];
             objective = pts[j].objective;
             memcpy(total, pts[j].total, sizeof total);
             budget = pts[j].budget;
         }
         if ((st = add_row(r, name, kind, index)))
-            goto fail_choice;
+            goto fail_eval;
         bp_pipe_row *w = &r->rows[r->nrows - 1];
         w->objective = objective;
         w->size_bytes = total[BP_CON_SIZE];
         w->bops = total[BP_CON_BOPS];
         w->latency_ms = prof ? total[BP_CON_LATENCY] : NAN;
         w->budget = budget;
-        eval_key(key, sizeof key, r->model_sha256, o, ev.n, cal.n, wb, ab, nl);
-        if (bp_cache_get_eval(cache, key, &w->accuracy)) {
+        eval_key(qkey[q], sizeof qkey[q], r->model_sha256, o, ev.n, cal.n, qw, qa, nl);
+        same[q] = -1;
+        for (int e = 0; e < q && same[q] < 0; e++)
+            if (!strcmp(qkey[e], qkey[q]))
+                same[q] = e;
+        if (bp_cache_get_eval(cache, qkey[q], &w->accuracy)) {
             w->cached = 1;
-        } else {
-            if ((st = bp_pipe_int_accuracy(g, wb, ab, &cal, &ev, o->eval_batch, &w->accuracy))) {
-                bp_error_wrap(st, "evaluating %s", name);
-                goto fail_choice;
-            }
-            bp_cache_set_eval(cache, key, w->accuracy);
+            done_q++;
+            say(o, "evaluate [%d/%d] %-12s integer-only accuracy %.2f%% (cached)", done_q, total_q, name,
+                100 * w->accuracy);
+        } else if (same[q] < 0) {
+            todo[ntodo++] = q;
         }
-        done_q++;
-        say(o, "evaluate [%d/%d] %-12s integer-only accuracy %.2f%%%s", done_q, total_q, name,
-            100 * w->accuracy, w->cached ? " (cached)" : "");
     }
+    /* ... then the rest, configurations in parallel (each is independent and
+     * the integer engine is single-threaded). */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int t = 0; t < ntodo; t++) {
+        int q = todo[t];
+        qst[q] = bp_pipe_int_accuracy(g, cw + (size_t)q * nl, ca + (size_t)q * nl, &cal, &ev, o->eval_batch,
+                                      &qacc[q]);
+        if (qst[q])
+            bp_error_wrap(qst[q], "evaluating %s", r->rows[1 + q].name);
+        else {
+#pragma omp critical(bp_pipe_note)
+            {
+                done_q++;
+                say(o, "evaluate [%d/%d] %-12s integer-only accuracy %.2f%%", done_q, total_q, r->rows[1 + q].name,
+                    100 * qacc[q]);
+            }
+        }
+#pragma omp critical(bp_pipe_err)
+        if (qst[q] && err_q < 0) {
+            /* carry the worker thread's message (thread-local) to this thread */
+            err_q = q;
+            snprintf(qkey[q], sizeof qkey[q], "%s", bp_last_error());
+        }
+    }
+    if (err_q >= 0) {
+        st = bp_error(qst[err_q], "%s", qkey[err_q]);
+        goto fail_eval;
+    }
+    for (int q = 0; q < total_q; q++) {
+        bp_pipe_row *w = &r->rows[1 + q];
+        if (w->cached)
+            continue;
+        if (same[q] >= 0) {
+            w->accuracy = r->rows[1 + same[q]].accuracy;
+            continue;
+        }
+        w->accuracy = qacc[q];
+        bp_cache_set_eval(cache, qkey[q], qacc[q]);
+    }
+    free(cw), free(ca), free(todo), free(same), free(qst), free(qkey), free(qacc);
     free(choice);
     choice = NULL;
     r->seconds[2] = now() - t1;
@@ -503,6 +555,8 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
         goto fail;
     goto cleanup;
 
+fail_eval:
+    free(cw), free(ca), free(todo), free(same), free(qst), free(qkey), free(qacc);
 fail_choice:
     free(choice);
 fail:
