@@ -82,6 +82,7 @@ static void check_arch(const char *arch, const int *wpat, const int *apat, int n
     for (int i = 1; i < NSAMP * 10; i++)
         distinct |= ref[i] != ref[0];
     cr_assert(distinct);
+    size_t len0;
 
     for (int mode = 0; mode < 2; mode++) {
         snprintf(cmd, sizeof cmd, "'%s' %s '%s'", exe, mode ? "-q" : "", mode ? in_q : in_f);
@@ -107,6 +108,38 @@ static void check_arch(const char *arch, const int *wpat, const int *apat, int n
         cr_assert_eq(pclose(p), 0);
         cr_assert_eq(mism, 0, "%s: %d logits differ", arch, mism);
     }
+    /* libc only: the emitted source includes nothing else. */
+    char *src;
+    cr_assert_eq(bp_read_file(c, &src, &len0), BP_OK);
+    for (char *q = strstr(src, "#include <"); q; q = strstr(q + 1, "#include <")) {
+        char inc[64];
+        cr_assert_eq(sscanf(q, "#include <%63[^>]>", inc), 1);
+        cr_assert(!strcmp(inc, "stdint.h") || !strcmp(inc, "stddef.h") || !strcmp(inc, "stdio.h") ||
+                      !strcmp(inc, "string.h"),
+                  "emitted source includes <%s>", inc);
+    }
+    free(src);
+    /* Integer only: apart from bpm_quantize_input (the one float step), the
+     * compiled library form has no floating-point arithmetic. */
+    snprintf(cmd, sizeof cmd,
+             "cc -std=c11 -O2 -DBPM_NO_MAIN -ffunction-sections -c -o '%s.o' '%s' && objdump -d '%s.o' | "
+             "awk '/^Disassembly of section/ {skip = /bpm_quantize_input/} !skip' | "
+             "grep -Ei '\\s(v?(add|sub|mul|div|sqrt|min|max)[sp][sd]|v?cvt[a-z0-9]*|v?u?comis[sd])\\s' | head -3 > '%s.fp'",
+             exe, c, exe, exe);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char fpf[300];
+    snprintf(fpf, sizeof fpf, "%s.fp", exe);
+    char *fp_lines;
+    size_t fp_len;
+    cr_assert_eq(bp_read_file(fpf, &fp_lines, &fp_len), BP_OK);
+    cr_assert_eq(fp_len, 0, "float instructions on the integer path:\n%s", fp_lines);
+    free(fp_lines);
+    /* Positive control: the same filter does see bpm_quantize_input's floats. */
+    snprintf(cmd, sizeof cmd,
+             "objdump -d '%s.o' | grep -Ei '\\s(v?(add|sub|mul|div|sqrt|min|max)[sp][sd]|v?cvt[a-z0-9]*|v?u?comis[sd])\\s'"
+             " >/dev/null",
+             exe);
+    cr_assert_eq(system(cmd), 0, "the float filter found nothing in bpm_quantize_input");
     /* The header states the layer bits it was built with. */
     char *text;
     size_t len;
