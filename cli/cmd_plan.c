@@ -263,10 +263,10 @@ int cmd_plan(int argc, char **argv)
             json_object_set_new(x, "objective", isfinite(w->objective) ? json_real(w->objective) : json_null());
             json_array_append_new(rows, x);
         }
-        json_t *out = json_pack("{s:s, s:s, s:s, s:o, s:b, s:i, s:i, s:f}", "outdir", o.outdir, "model", model,
-                                "model_sha256", r.model_sha256, "rows", rows, "sensitivity_reused",
+        json_t *out = json_pack("{s:s, s:s, s:s, s:o, s:b, s:i, s:i, s:f, s:f}", "outdir", o.outdir, "model",
+                                model, "model_sha256", r.model_sha256, "rows", rows, "sensitivity_reused",
                                 r.sens_reused, "eval_samples", r.eval_samples, "frontier_points", r.npoints,
-                                "seconds", r.seconds[4]);
+                                "seconds", r.seconds[4], "cpu_seconds", r.cpu[4]);
         char *txt = out ? json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(8)) : NULL;
         if (txt)
             printf("%s\n", txt);
@@ -281,7 +281,7 @@ int cmd_plan(int argc, char **argv)
                    w->size_bytes / 1024, w->bops, w->latency_ms, w->objective);
         }
         printf("wrote %s/{report.md, plan.json, frontier.csv, frontier.json, sensitivity.json, "
-               "evaluation.json, plots/} in %.1f s\n", o.outdir, r.seconds[4]);
+               "evaluation.json, plots/} in %.1f s (CPU %.1f s)\n", o.outdir, r.seconds[4], r.cpu[4]);
     }
     bp_pipe_result_free(&r);
     return BP_EXIT_OK;

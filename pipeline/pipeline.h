@@ -74,7 +74,8 @@ typedef struct {
     int sens_reused;          /* the sensitivity stage was skipped */
     int eval_samples;
     int npoints;              /* distinct frontier plans */
-    double seconds[5];        /* sensitivity, search, evaluation, outputs (incl. plots), total */
+    double seconds[5];        /* wall time: sensitivity, search, evaluation, outputs (incl. plots), total */
+    double cpu[5];            /* process CPU time (all threads) of the same stages */
     char model_sha256[65];
     int has_latency;
 } bp_pipe_result;

@@ -147,10 +147,13 @@ bp_status bp_pipe_write_report(const char *path, const bp_report_in *in)
         fprintf(fp, "Not drawn: %s.\n\n", in->plot_notes);
 
     fprintf(fp, "## Run\n\n");
-    fprintf(fp, "| stage | seconds |\n|---|---:|\n| sensitivity%s | %.1f |\n| search + sweep | %.2f |\n"
-                "| evaluation (%d configurations) | %.1f |\n| plots and files | %.1f |\n| total | %.1f |\n",
-            r->sens_reused ? " (reused)" : "", r->seconds[0], r->seconds[1], r->nrows, r->seconds[2],
-            r->seconds[3], r->seconds[4]);
+    fprintf(fp, "Wall time and process CPU time (all threads; gnuplot runs in its own processes, not counted). "
+                "Wall time depends on what else the machine runs.\n\n");
+    fprintf(fp, "| stage | wall s | CPU s |\n|---|---:|---:|\n| sensitivity%s | %.1f | %.1f |\n"
+                "| search + sweep | %.2f | %.2f |\n| evaluation (%d configurations) | %.1f | %.1f |\n"
+                "| plots and files | %.1f | %.1f |\n| total | %.1f | %.1f |\n",
+            r->sens_reused ? " (reused)" : "", r->seconds[0], r->cpu[0], r->seconds[1], r->cpu[1], r->nrows,
+            r->seconds[2], r->cpu[2], r->seconds[3], r->cpu[3], r->seconds[4], r->cpu[4]);
     fprintf(fp, "\nFiles: `sensitivity.json` (+ `.csv`), `plan.json` (with the HAWQ-style `bit_config`), "
                 "`frontier.csv`, `frontier.json`, `evaluation.json`, `report.md`, `plots/`. "
                 "Deploy with `bitplan export %s --plan plan.json --c-header model.h --c-source infer.c`.\n",

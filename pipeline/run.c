@@ -53,6 +53,13 @@ static double now(void)
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
 static void say(const bp_pipe_opts *o, const char *fmt, ...)
 {
     if (!o->note)
@@ -214,7 +221,7 @@ static bp_status add_row(bp_pipe_result *r, const char *name, const char *kind, 
 bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
 {
     memset(r, 0, sizeof *r);
-    const double t0 = now();
+    const double t0 = now(), c0 = cpu_now();
     if (!o->model || !o->model[0])
         return bp_error(BP_ERR_ARG, "pipeline: no model");
     if (!o->outdir || !o->outdir[0])
@@ -313,7 +320,7 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
     }
 
     /* 3. Sensitivity, or the file a previous run made from the same inputs. */
-    double t1 = now();
+    double t1 = now(), c1 = cpu_now();
     sens_key(key, sizeof key, r->model_sha256, o);
     snprintf(path, sizeof path, "%s/sensitivity.json", o->outdir);
     if (bp_cache_sens_valid(cache, key, path) && !bp_sens_read(path, &sens)) {
@@ -340,9 +347,10 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
             goto fail;
     }
     r->seconds[0] = now() - t1;
+    r->cpu[0] = cpu_now() - c1;
 
     /* 4. The search: the plan for the budgets, then the Pareto sweep. */
-    t1 = now();
+    t1 = now(), c1 = cpu_now();
     if ((st = bp_ilp_from_sens(&sens, &io, &p)) || (st = bp_budgets_resolve(&p, spec, &lim)) ||
         (st = bp_ilp_solve(&p, &lim, 0, &res)) || (st = bp_ilp_to_plan(&p, &res, &lim, &sens, &plan)))
         goto fail;
@@ -366,9 +374,10 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
     say(o, "search: plan %s (objective %.4g); sweep over %s: %d budgets, %d distinct plans",
         bp_plan_status_name(plan.status), plan.objective, bp_con_name(sweep_kind), o->sweep_points, npts);
     r->seconds[1] = now() - t1;
+    r->cpu[1] = cpu_now() - c1;
 
     /* 5. Integer-only evaluation: float, W8A8, W4A4, the plan, frontier points. */
-    t1 = now();
+    t1 = now(), c1 = cpu_now();
     wb = malloc(sizeof *wb * nl);
     ab = malloc(sizeof *ab * nl);
     int *choice = malloc(sizeof *choice * nl);
@@ -513,9 +522,10 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
     free(choice);
     choice = NULL;
     r->seconds[2] = now() - t1;
+    r->cpu[2] = cpu_now() - c1;
 
     /* 6. Outputs: evaluation.json, plots, report.md; then into place. */
-    t1 = now();
+    t1 = now(), c1 = cpu_now();
     snprintf(path, sizeof path, "%s/evaluation.json", stage);
     if ((st = bp_pipe_write_eval(path, r, o->model, o->eval_data, cal.n, prof ? o->profile : NULL,
                                  bp_con_name(sweep_kind))))
@@ -544,6 +554,8 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
     bp_report_in rin = {o, r, &sens, &plan, L, nl, btext, bp_con_name(sweep_kind), notes, nplots};
     r->seconds[3] = now() - t1;
     r->seconds[4] = now() - t0;
+    r->cpu[3] = cpu_now() - c1;
+    r->cpu[4] = cpu_now() - c0;
     snprintf(path, sizeof path, "%s/report.md", stage);
     if ((st = bp_pipe_write_report(path, &rin)))
         goto fail;
