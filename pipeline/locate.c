@@ -38,8 +38,9 @@ bp_status bp_default_model(const char *exe, char *buf, size_t n)
     static const char *names[] = {"resnet8.onnx", "lenet5.onnx"};
     char d[3][4096];
     int nd = dirs(exe, "BP_MODELS_DIR", "models", d);
-    for (size_t k = 0; k < sizeof names / sizeof *names; k++)
-        for (int i = 0; i < nd; i++) {
+    /* The first directory that has either model wins: $BP_MODELS_DIR overrides. */
+    for (int i = 0; i < nd; i++)
+        for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
             if (snprintf(buf, n, "%s/%s", d[i], names[k]) >= (int)n)
                 continue;
             if (access(buf, R_OK) == 0)

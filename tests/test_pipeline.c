@@ -367,3 +367,36 @@ Test(pipeline, cli_exit_codes_and_reuse_message)
     cr_assert(strstr(bc, "\"bit_config\""), "%s", bc);
     free(bc);
 }
+
+Test(pipeline, default_model_and_profile_lookup)
+{
+    char buf[4096];
+    setenv("BP_MODELS_DIR", dir, 1);
+    cr_assert_eq(bp_default_model("/nonexistent/bin/bitplan", buf, sizeof buf), BP_OK, "%s", bp_last_error());
+    cr_assert_str_eq(buf, model); /* lenet5.onnx in $BP_MODELS_DIR; no resnet8.onnx there */
+    char empty[400];
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    cr_assert_eq(mkdir(empty, 0755), 0);
+    setenv("BP_MODELS_DIR", empty, 1);
+    char cwd[4096];
+    cr_assert(getcwd(cwd, sizeof cwd));
+    cr_assert_eq(chdir(empty), 0); /* no ./models either */
+    bp_status st = bp_default_model("/nonexistent/bin/bitplan", buf, sizeof buf);
+    cr_assert_eq(chdir(cwd), 0);
+    unsetenv("BP_MODELS_DIR");
+    cr_assert_eq(st, BP_ERR_IO);
+    cr_assert(strstr(bp_last_error(), "resnet8.onnx"), "%s", bp_last_error());
+    /* profiles/host-<stem>.json (from the empty directory: no ./profiles) */
+    setenv("BP_PROFILES_DIR", dir, 1);
+    cr_assert_eq(chdir(empty), 0);
+    int none = bp_default_profile("/nonexistent/bin/bitplan", "/x/lenet5.onnx", buf, sizeof buf);
+    char p[500];
+    snprintf(p, sizeof p, "%s/host-lenet5.json", dir);
+    cr_assert_eq(bp_write_file_atomic(p, "{}", 2), BP_OK);
+    int found = bp_default_profile("/nonexistent/bin/bitplan", "/x/lenet5.onnx", buf, sizeof buf);
+    cr_assert_eq(chdir(cwd), 0);
+    unsetenv("BP_PROFILES_DIR");
+    cr_assert_eq(none, -1);
+    cr_assert_eq(found, 0);
+    cr_assert_str_eq(buf, p);
+}
