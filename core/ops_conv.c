@@ -430,9 +430,17 @@ static void conv_bwd_terms(const geom *g, const bterm *t, int nt, bp_real *dx, b
                     col2im(g, col, dx, s, grp);
             }
         if (dw) {
-#pragma omp critical(bp_conv_dw)
-            for (size_t i = 0; i < nw; i++)
-                dw[i] += dwt[i];
+            /* Threads' partial sums are added in thread order (not in the
+             * order threads finish), so a run is reproducible at a given
+             * thread count. The loop above ends with a barrier. */
+            int nthr = omp_get_num_threads();
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < nw; i++) {
+                bp_real acc = dw[i];
+                for (int th = 0; th < nthr; th++)
+                    acc += scratch[per_thread(g) * th + (size_t)g->Kg * g->P + i];
+                dw[i] = acc;
+            }
         }
     }
     blas_restore(old);
