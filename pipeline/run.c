@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -119,6 +120,27 @@ static bp_status move_tree(const char *src, const char *dst)
     }
     closedir(d);
     return st;
+}
+
+/* Staging directories of runs that were killed (their process is gone). */
+static void rm_stale_staging(const char *outdir)
+{
+    DIR *d = opendir(outdir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid;
+        char tail;
+        if (sscanf(e->d_name, ".staging-%ld%c", &pid, &tail) != 1 || pid <= 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", outdir, e->d_name);
+        rm_tree(p);
+    }
+    closedir(d);
 }
 
 /* ---- keys ------------------------------------------------------------------- */
@@ -307,6 +329,7 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
     }
     if ((st = bp_mkdir_p(o->outdir)))
         goto fail;
+    rm_stale_staging(o->outdir);
     snprintf(stage, sizeof stage, "%s/.staging-%ld", o->outdir, (long)getpid());
     rm_tree(stage);
     if (mkdir(stage, 0755)) {

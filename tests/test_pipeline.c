@@ -239,6 +239,11 @@ Test(pipeline, end_to_end_outputs_budget_report_plots_and_reuse)
     char sha1[65], sha2[65], plan1[65], plan2[65];
     sha_of(out, "sensitivity.json", sha1);
     sha_of(out, "plan.json", plan1);
+    /* A killed run's staging directory (its process is gone) is cleaned up. */
+    snprintf(p, sizeof p, "%s/.staging-2147480000", out);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/.staging-2147480000/plan.json", out);
+    cr_assert_eq(bp_write_file_atomic(p, "{}", 2), BP_OK);
     bp_pipe_result r2;
     reused_note = 0;
     cr_assert_eq(bp_pipeline_run(&o, &r2), BP_OK, "%s", bp_last_error());
@@ -249,6 +254,8 @@ Test(pipeline, end_to_end_outputs_budget_report_plots_and_reuse)
     sha_of(out, "sensitivity.json", sha2);
     sha_of(out, "plan.json", plan2);
     cr_assert_str_eq(sha1, sha2);
+    cr_assert(!exists(out, ".staging-2147480000"), "stale staging directory left");
+    cr_assert_eq(count_entries(out), 9);
     /* same plan (the file differs only in solve_seconds) */
     bp_plan plan_again;
     snprintf(p, sizeof p, "%s/plan.json", out);
