@@ -162,6 +162,11 @@ bp_status bp_ilp_solve(const bp_ilp_problem *p, const bp_limits *lim, double tim
 enum { BP_ILP_PLAIN = 1 };
 bp_status bp_ilp_solve_ex(const bp_ilp_problem *p, const bp_limits *lim, double time_limit_s,
                           unsigned flags, bp_ilp_result *r);
+/* Same, with a plan (n candidate indices, e.g. the previous sweep point's)
+ * that competes with the LP-based incumbent when it meets the budgets;
+ * ignored when NULL or not a plan of p. */
+bp_status bp_ilp_solve_hint(const bp_ilp_problem *p, const bp_limits *lim, double time_limit_s,
+                            unsigned flags, const int *hint, bp_ilp_result *r);
 
 /* Totals and objective of a given choice (used by the solver's exact
  * post-check and by tests). */

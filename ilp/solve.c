@@ -532,7 +532,8 @@ static int incumbent(const bp_ilp_problem *p, const bp_limits *lim, const mip *m
 
 /* Solves the LP relaxation, finds an incumbent and fixes columns. Returns 1
  * with the incumbent in inc when one was found. */
-static int presolve_fix(const bp_ilp_problem *p, const bp_limits *lim, mip *m, int *inc)
+static int presolve_fix(const bp_ilp_problem *p, const bp_limits *lim, mip *m, const int *hint,
+                        int *inc)
 {
     glp_smcp sp;
     glp_init_smcp(&sp);
@@ -547,6 +548,17 @@ static int presolve_fix(const bp_ilp_problem *p, const bp_limits *lim, mip *m, i
         units_free(&u);
     }
     free(pos);
+    if (hint) {
+        /* A plan known to be good (the previous sweep point) competes. */
+        double ho, ht[BP_CON_COUNT], io = INFINITY;
+        bp_ilp_evaluate(p, hint, &ho, ht);
+        if (found)
+            bp_ilp_evaluate(p, inc, &io, NULL);
+        if (fits(lim, ht) && ho < io) {
+            memcpy(inc, hint, p->n * sizeof *inc);
+            found = 1;
+        }
+    }
     if (!found)
         return 0;
     double zinc = 0;
@@ -586,6 +598,16 @@ static int presolve_fix(const bp_ilp_problem *p, const bp_limits *lim, mip *m, i
     return 1;
 }
 
+static int hint_ok(const bp_ilp_problem *p, const int *hint)
+{
+    if (!hint)
+        return 0;
+    for (int i = 0; i < p->n; i++)
+        if (hint[i] < p->off[i] || hint[i] >= p->off[i + 1] || !p->allowed[hint[i]])
+            return 0;
+    return 1;
+}
+
 bp_status bp_ilp_solve(const bp_ilp_problem *p, const bp_limits *lim, double time_limit_s,
                        bp_ilp_result *r)
 {
@@ -595,6 +617,13 @@ bp_status bp_ilp_solve(const bp_ilp_problem *p, const bp_limits *lim, double tim
 bp_status bp_ilp_solve_ex(const bp_ilp_problem *p, const bp_limits *lim, double time_limit_s,
                           unsigned flags, bp_ilp_result *r)
 {
+    return bp_ilp_solve_hint(p, lim, time_limit_s, flags, NULL, r);
+}
+
+bp_status bp_ilp_solve_hint(const bp_ilp_problem *p, const bp_limits *lim, double time_limit_s,
+                            unsigned flags, const int *hint_arg, bp_ilp_result *r)
+{
+    const int *hint = hint_arg;
     memset(r, 0, sizeof *r);
     double t0 = now_s();
     bp_status st = bp_ilp_validate(p);
@@ -617,6 +646,9 @@ bp_status bp_ilp_solve_ex(const bp_ilp_problem *p, const bp_limits *lim, double 
     }
     if (!isfinite(time_limit_s))
         return bp_error(BP_ERR_ARG, "time limit must be finite");
+    /* A hint that is not a plan of this problem is ignored. (volatile: it
+     * lives across the setjmp below.) */
+    const int *volatile use_hint = hint_ok(p, hint) ? hint : NULL;
     r->choice = malloc(p->n * sizeof *r->choice);
     int *inc = malloc(p->n * sizeof *inc);
     if (!r->choice || !inc) {
@@ -652,7 +684,7 @@ bp_status bp_ilp_solve_ex(const bp_ilp_problem *p, const bp_limits *lim, double 
     parm.presolve = GLP_ON;
     parm.mip_gap = 0.0;
     st = BP_ERR_COUNT; /* "no verdict yet" */
-    int have_inc = flags & BP_ILP_PLAIN ? 0 : presolve_fix(p, lim, &m, inc);
+    int have_inc = flags & BP_ILP_PLAIN ? 0 : presolve_fix(p, lim, &m, use_hint, inc);
     double inc_obj = NAN;
     if (have_inc)
         bp_ilp_evaluate(p, inc, &inc_obj, NULL);

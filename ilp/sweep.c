@@ -42,7 +42,8 @@ bp_status bp_ilp_sweep(const bp_ilp_problem *p, const bp_limits *base, bp_con_ki
         double b = j == npoints - 1 ? hi : lo + (hi - lo) * j / (npoints - 1);
         lim.limit[k] = b;
         bp_ilp_result r;
-        st = bp_ilp_solve(p, &lim, time_limit_s, &r);
+        /* Budgets grow, so the previous plan still fits: a ready incumbent. */
+        st = bp_ilp_solve_hint(p, &lim, time_limit_s, 0, n > 0 ? out[n - 1].choice : NULL, &r);
         if (st == BP_ERR_INFEASIBLE) {
             /* Another held budget rules this point out; the frontier skips it. */
             bp_clear_error();
