@@ -13,12 +13,13 @@
 
 #include "core/data.h"
 #include "core/exec.h"
+#include "core/onnx.h"
 #include "quant/fold_bn.h"
 #include "quant/frun.h"
 #include "quant/qmodel.h"
 #include "train/arch.h"
 
-#define NS 96
+#define NS 64
 
 static bp_dataset ds;
 
@@ -197,3 +198,27 @@ static void run_arch(const char *arch, unsigned long seed)
 Test(intengine, lenet5_int_vs_fakequant) { run_arch("lenet5", 3); }
 Test(intengine, resnet8_int_vs_fakequant) { run_arch("resnet8", 4); }
 Test(intengine, mobilenetv2_int_vs_fakequant) { run_arch("mobilenetv2", 5); }
+
+/* The reference model (models/resnet8.onnx, trained by `bitplan train`): the
+ * integer engine against the simulation at W8A8 and at a mixed plan. */
+Test(intengine, reference_resnet8_int_vs_fakequant)
+{
+    load_data();
+    bp_graph *g = NULL;
+    cr_assert_eq(bp_onnx_load("models/resnet8.onnx", &g), BP_OK,
+                 "the reference model must be present (run from the repository root): %s", bp_last_error());
+    bp_layer *L = NULL;
+    int nl = 0;
+    cr_assert_eq(bp_graph_layers(g, &L, &nl), BP_OK);
+    int *wb = malloc(sizeof(int) * nl), *ab = malloc(sizeof(int) * nl);
+    for (int i = 0; i < nl; i++)
+        wb[i] = ab[i] = 8;
+    cr_assert_geq(agreement(g, wb, ab, 0, "reference resnet8 W8A8"), 0.999);
+    for (int i = 0; i < nl; i++) {
+        wb[i] = i == 0 || i == nl - 1 ? 8 : 4 + i % 3;
+        ab[i] = i == 0 ? 8 : 4 + (i + 1) % 3;
+    }
+    cr_assert_geq(agreement(g, wb, ab, 0, "reference resnet8 mixed"), 0.999);
+    free(wb), free(ab), free(L);
+    bp_graph_free(g);
+}
