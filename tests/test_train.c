@@ -267,6 +267,28 @@ Test(sgd, schedule_by_hand)
     cr_assert_float_eq(bp_lr_at(0.2, 0, 50, 0), 0.2, 1e-12, "no warm-up");
 }
 
+Test(augment, shift_and_flip_by_hand)
+{
+    const bp_real src[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}; /* rows 1 2 3 / 4 5 6 / 7 8 9 */
+    bp_real d[9];
+    static const struct {
+        int dy, dx, flip;
+        bp_real want[9];
+    } cases[] = {
+        {0, 0, 0, {1, 2, 3, 4, 5, 6, 7, 8, 9}},
+        {1, 0, 0, {4, 5, 6, 7, 8, 9, 1, 1, 1}},  /* up one row, the minimum below */
+        {0, 1, 0, {2, 3, 1, 5, 6, 1, 8, 9, 1}},  /* left one column */
+        {0, 0, 1, {3, 2, 1, 6, 5, 4, 9, 8, 7}},  /* mirrored */
+        {0, -1, 1, {1, 3, 2, 1, 6, 5, 1, 9, 8}}, /* src(y, 3 - x) */
+        {-2, 2, 0, {1, 1, 1, 1, 1, 1, 3, 1, 1}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        bp_augment(d, src, 1, 3, 3, cases[k].dy, cases[k].dx, cases[k].flip);
+        for (int i = 0; i < 9; i++)
+            cr_assert_eq(d[i], cases[k].want[i], "case %zu pixel %d: %g", k, i, (double)d[i]);
+    }
+}
+
 /* ---- with the engine ------------------------------------------------------ */
 
 static bp_dataset train_small, test_small;

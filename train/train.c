@@ -33,11 +33,10 @@ static double now(clockid_t id)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Copies sample src (c, h, w) to dst, shifted by (dy, dx) with the image's
- * minimum filling the uncovered border (the background: Fashion-MNIST's
- * borders are 0 pixels), and mirrored left-right when flip. This is a random
- * crop of the image padded by 2 pixels on each side. */
-static void augment(bp_real *dst, const bp_real *src, int c, int h, int w, int dy, int dx, int flip)
+/* With dy, dx drawn from -2..2 this is a random crop of the image padded by
+ * 2 pixels on each side; the minimum stands for the padding because
+ * Fashion-MNIST's background (the border) is the darkest pixel. */
+void bp_augment(bp_real *dst, const bp_real *src, int c, int h, int w, int dy, int dx, int flip)
 {
     for (int ch = 0; ch < c; ch++) {
         const bp_real *s = src + (size_t)ch * h * w;
@@ -117,7 +116,7 @@ bp_status bp_train(bp_graph *g, const bp_dataset *tr, const bp_dataset *te, cons
                 if (o.augment) {
                     int dy = (int)gsl_rng_uniform_int(rng, 5) - 2, dx = (int)gsl_rng_uniform_int(rng, 5) - 2;
                     int flip = (int)gsl_rng_uniform_int(rng, 2);
-                    augment(xb + (size_t)b * per, src, tr->c, tr->h, tr->w, dy, dx, flip);
+                    bp_augment(xb + (size_t)b * per, src, tr->c, tr->h, tr->w, dy, dx, flip);
                 } else {
                     memcpy(xb + (size_t)b * per, src, per * sizeof *xb);
                 }

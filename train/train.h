@@ -73,6 +73,12 @@ bp_train_opts bp_train_opts_default(void);
 bp_status bp_train(bp_graph *g, const bp_dataset *train, const bp_dataset *test,
                    const bp_train_opts *o, bp_epoch_report *last);
 
+/* The augmentation of --augment for one sample src (c, h, w):
+ *   dst(y, x) = src(y + dy, x + dx)            without flip,
+ *   dst(y, x) = src(y + dy, w - 1 - (x + dx))  with flip;
+ * positions outside the image take the channel's minimum. */
+void bp_augment(bp_real *dst, const bp_real *src, int c, int h, int w, int dy, int dx, int flip);
+
 /* ---- evaluation ------------------------------------------------------------------ */
 
 /* Accuracy and mean cross-entropy of g (BN in inference mode) on a data set
