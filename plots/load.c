@@ -53,52 +53,42 @@ static int exists(const char *dir, const char *name, char *path, size_t n)
     return access(path, R_OK) == 0;
 }
 
-bp_status bp_plots_from_dir(const char *dir, const char *outdir, int *made, char *notes, size_t n)
+bp_status bp_plots_from_files(const bp_plot_files *f, const char *outdir, int *made, char *notes, size_t n)
 {
-    char path[4096];
     bp_sens sens = {0};
     bp_plan plan = {0};
     bp_pipe_result ev = {0};
     bp_plot_front *front = NULL;
     bp_profile *prof = NULL;
-    int have_sens = 0, have_plan = 0, have_ev = 0, nfront = 0, any = 0;
+    int nfront = 0;
     bp_status st = BP_OK;
-    if (exists(dir, "sensitivity.json", path, sizeof path)) {
-        if ((st = bp_sens_read(path, &sens)))
-            goto done;
-        have_sens = any = 1;
-    }
-    if (exists(dir, "plan.json", path, sizeof path)) {
-        if ((st = bp_plan_read(path, &plan)))
-            goto done;
-        have_plan = any = 1;
-    }
-    if (exists(dir, "evaluation.json", path, sizeof path)) {
-        if ((st = bp_pipe_read_eval(path, &ev)))
-            goto done;
-        have_ev = any = 1;
-    }
-    if (exists(dir, "frontier.json", path, sizeof path)) {
-        if ((st = read_frontier(path, &front, &nfront)))
-            goto done;
-        any = 1;
-    }
-    if (!any) {
-        st = bp_error(BP_ERR_IO, "%s: none of sensitivity.json, plan.json, evaluation.json, frontier.json", dir);
+    if (!f->sens && !f->plan && !f->eval && !f->frontier) {
+        st = bp_error(BP_ERR_ARG, "plots: no input file");
         goto done;
     }
-    /* The profile the plan was made with, when it is still there. */
-    if (have_plan && plan.profile[0] && bp_profile_load(plan.profile, &prof)) {
+    if (f->sens && (st = bp_sens_read(f->sens, &sens)))
+        goto done;
+    if (f->plan && (st = bp_plan_read(f->plan, &plan)))
+        goto done;
+    if (f->eval && (st = bp_pipe_read_eval(f->eval, &ev)))
+        goto done;
+    if (f->frontier && (st = read_frontier(f->frontier, &front, &nfront)))
+        goto done;
+    /* The profile given, else the one the plan was made with when it is still there. */
+    const char *pp = f->profile ? f->profile : f->plan && plan.profile[0] ? plan.profile : NULL;
+    if (pp && (st = bp_profile_load(pp, &prof))) {
         prof = NULL;
+        if (f->profile)
+            goto done; /* asked for by name: its error stands */
+        st = BP_OK;
         bp_clear_error();
     }
-    bp_plot_inputs in = {have_sens ? &sens : NULL, have_plan ? &plan : NULL, have_ev ? ev.rows : NULL,
-                         have_ev ? ev.nrows : 0, front, nfront, prof};
+    bp_plot_inputs in = {f->sens ? &sens : NULL, f->plan ? &plan : NULL, f->eval ? ev.rows : NULL,
+                         f->eval ? ev.nrows : 0, front, nfront, prof};
     st = bp_plots_make(&in, outdir, made, notes, n);
-    if (!st && have_plan && plan.profile[0] && !prof && notes) {
+    if (!st && pp && !prof && notes) {
         size_t len = strlen(notes);
-        snprintf(notes + len, n > len ? n - len : 0, "%sprofile %s could not be read", len ? "; " : "",
-                 plan.profile);
+        snprintf(notes + len, n > len ? n - len : 0, "%sprofile %s could not be read", len ? "; " : "", pp);
     }
 done:
     bp_profile_free(prof);
@@ -107,4 +97,18 @@ done:
     bp_plan_free(&plan);
     bp_sens_free(&sens);
     return st;
+}
+
+bp_status bp_plots_from_dir(const char *dir, const char *outdir, int *made, char *notes, size_t n)
+{
+    char p[4][4096];
+    static const char *names[] = {"sensitivity.json", "plan.json", "evaluation.json", "frontier.json"};
+    const char *have[4] = {NULL, NULL, NULL, NULL};
+    for (int k = 0; k < 4; k++)
+        if (exists(dir, names[k], p[k], sizeof p[k]))
+            have[k] = p[k];
+    if (!have[0] && !have[1] && !have[2] && !have[3])
+        return bp_error(BP_ERR_IO, "%s: none of sensitivity.json, plan.json, evaluation.json, frontier.json", dir);
+    bp_plot_files f = {have[0], have[1], have[2], have[3], NULL};
+    return bp_plots_from_files(&f, outdir, made, notes, n);
 }

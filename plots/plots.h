@@ -56,6 +56,13 @@ bp_status bp_plots_make(const bp_plot_inputs *in, const char *outdir, int *made,
  * none of them is BP_ERR_IO. */
 bp_status bp_plots_from_dir(const char *dir, const char *outdir, int *made, char *notes, size_t n);
 
+/* The same from files named one by one (any may be NULL, not all). profile
+ * NULL: the one named in the plan, when it can be read. */
+typedef struct {
+    const char *sens, *plan, *eval, *frontier, *profile;
+} bp_plot_files;
+bp_status bp_plots_from_files(const bp_plot_files *f, const char *outdir, int *made, char *notes, size_t n);
+
 /* Runs gnuplot on script (a file name relative to dir) with dir as the
  * working directory. */
 bp_status bp_gnuplot_run(const char *dir, const char *script);

@@ -289,3 +289,26 @@ Test(plots, from_dir_remakes_from_files)
     cr_assert(strstr(bp_last_error(), "evaluation.json"), "%s", bp_last_error());
     free_fixture(&f);
 }
+
+Test(plots, from_files_one_by_one)
+{
+    fixture f;
+    make_fixture(&f, 0);
+    char sp[400], out[400];
+    snprintf(sp, sizeof sp, "%s/s.json", dir);
+    snprintf(out, sizeof out, "%s/ff", dir);
+    cr_assert_eq(bp_sens_write(sp, &f.s), BP_OK, "%s", bp_last_error());
+    bp_plot_files files = {sp, NULL, NULL, NULL, NULL};
+    int made = 0;
+    char notes[512];
+    cr_assert_eq(bp_plots_from_files(&files, out, &made, notes, sizeof notes), BP_OK, "%s", bp_last_error());
+    cr_assert_eq(made, 2, "%d: %s", made, notes); /* traces, density */
+    check_png(out, "traces");
+    /* A profile asked for by name must load. */
+    files.profile = "/nonexistent/profile.json";
+    cr_assert_neq(bp_plots_from_files(&files, out, &made, notes, sizeof notes), BP_OK);
+    cr_assert(strstr(bp_last_error(), "/nonexistent/profile.json"), "%s", bp_last_error());
+    bp_plot_files none = {0};
+    cr_assert_eq(bp_plots_from_files(&none, out, &made, notes, sizeof notes), BP_ERR_ARG);
+    free_fixture(&f);
+}
