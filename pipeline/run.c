@@ -381,6 +381,7 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
     if (prof)
         snprintf(plan.profile, sizeof plan.profile, "%s", o->profile);
     snprintf(path, sizeof path, "%s/plan.json", stage);
+    plan.solve_seconds = NAN; /* wall time: left out so reruns give byte-identical plans */
     if ((st = bp_plan_write(path, &plan)))
         goto fail;
     bp_limits base = lim;
