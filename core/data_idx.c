@@ -78,6 +78,10 @@ bp_status bp_idx_open(const char *path, uint32_t magic, bp_arr *a)
         a->dims[i] = d;
         if (i > 0)
             a->rec_elems *= d;
+        if (a->rec_elems > (1u << 28)) {
+            st = bp_error(BP_ERR_FORMAT, "%s: implausibly large samples (over 2^28 pixels each)", path);
+            goto fail;
+        }
     }
     a->rec_bytes = a->rec_elems;
     a->data_start = (int64_t)need;

@@ -201,6 +201,10 @@ bp_status bp_npy_open(const char *path, int labels, bp_arr *a)
             goto fail;
         }
         a->rec_elems *= (size_t)a->dims[i];
+        if (a->rec_elems > (1u << 28)) {
+            st = bp_error(BP_ERR_FORMAT, "%s: implausibly large samples (over 2^28 elements each)", path);
+            goto fail;
+        }
     }
     a->rec_bytes = a->rec_elems * bp_dtype_size(a->dtype);
     a->data_start = (int64_t)(off + hlen);

@@ -217,6 +217,10 @@ Test(data, idx_truncated_plain_fails_at_open)
     cr_assert_eq(open_pair("idx", ip, lp), BP_ERR_FORMAT);
     cr_assert(strstr(bp_last_error(), ip) && strstr(bp_last_error(), "truncated") &&
               strstr(bp_last_error(), "2 complete records"), "%s", bp_last_error());
+    /* sizes that would overflow a buffer computation */
+    write_idx_images(ip, 0x803, 3, 0x7fffffff, 0x7fffffff, px6, sizeof px6, 0);
+    cr_assert_eq(open_pair("idx", ip, lp), BP_ERR_FORMAT);
+    cr_assert(strstr(bp_last_error(), "implausibly large"), "%s", bp_last_error());
     /* a header cut short */
     write_bytes(ip, (const unsigned char *)"\0\0\x08\x03\0\0", 6, 0);
     cr_assert_eq(open_pair("idx", ip, lp), BP_ERR_FORMAT);
