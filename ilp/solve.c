@@ -533,11 +533,13 @@ static int incumbent(const bp_ilp_problem *p, const bp_limits *lim, const mip *m
 /* Solves the LP relaxation, finds an incumbent and fixes columns. Returns 1
  * with the incumbent in inc when one was found. */
 static int presolve_fix(const bp_ilp_problem *p, const bp_limits *lim, mip *m, const int *hint,
-                        int *inc)
+                        double time_left_s, int *inc)
 {
     glp_smcp sp;
     glp_init_smcp(&sp);
     sp.msg_lev = GLP_MSG_OFF;
+    if (time_left_s > 0)
+        sp.tm_lim = (int)fmax(1, fmin(time_left_s * 1000.0, 2e9));
     if (m->ncols == 0 || glp_simplex(m->lp, &sp) || glp_get_status(m->lp) != GLP_OPT)
         return 0;
     units u;
@@ -684,7 +686,8 @@ bp_status bp_ilp_solve_hint(const bp_ilp_problem *p, const bp_limits *lim, doubl
     parm.presolve = GLP_ON;
     parm.mip_gap = 0.0;
     st = BP_ERR_COUNT; /* "no verdict yet" */
-    int have_inc = flags & BP_ILP_PLAIN ? 0 : presolve_fix(p, lim, &m, use_hint, inc);
+    double left = time_limit_s > 0 ? fmax(1e-3, time_limit_s - (now_s() - t0)) : 0;
+    int have_inc = flags & BP_ILP_PLAIN ? 0 : presolve_fix(p, lim, &m, use_hint, left, inc);
     double inc_obj = NAN;
     if (have_inc)
         bp_ilp_evaluate(p, inc, &inc_obj, NULL);
