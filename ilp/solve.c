@@ -686,8 +686,8 @@ bp_status bp_ilp_solve_hint(const bp_ilp_problem *p, const bp_limits *lim, doubl
     parm.presolve = GLP_ON;
     parm.mip_gap = 0.0;
     st = BP_ERR_COUNT; /* "no verdict yet" */
-    double left = time_limit_s > 0 ? fmax(1e-3, time_limit_s - (now_s() - t0)) : 0;
-    int have_inc = flags & BP_ILP_PLAIN ? 0 : presolve_fix(p, lim, &m, use_hint, left, inc);
+    double lp_left = time_limit_s > 0 ? fmax(1e-3, time_limit_s - (now_s() - t0)) : 0;
+    int have_inc = flags & BP_ILP_PLAIN ? 0 : presolve_fix(p, lim, &m, use_hint, lp_left, inc);
     double inc_obj = NAN;
     if (have_inc)
         bp_ilp_evaluate(p, inc, &inc_obj, NULL);
