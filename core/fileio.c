@@ -104,6 +104,16 @@ void bp_out_abort(bp_out *out)
     memset(out, 0, sizeof *out);
 }
 
+bp_status bp_out_probe(const char *path)
+{
+    if (!path)
+        return BP_OK;
+    bp_out o;
+    bp_status st = bp_out_open(&o, path);
+    bp_out_abort(&o);
+    return st;
+}
+
 bp_status bp_write_file_atomic(const char *path, const void *data, size_t len)
 {
     bp_out o;

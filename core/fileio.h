@@ -29,6 +29,11 @@ bp_status bp_out_open(bp_out *out, const char *path);
 bp_status bp_out_commit(bp_out *out);
 /* Removes the temporary. Safe after a failed open or a commit; accepts zeroed. */
 void bp_out_abort(bp_out *out);
+/* Checks that path can be written (creates the temporary beside it and
+ * removes it again) without touching path itself. Commands with several
+ * outputs probe them all before writing any, so an unwritable one fails the
+ * command before the others exist. NULL is OK (nothing to check). */
+bp_status bp_out_probe(const char *path);
 
 /* SHA-256 of a buffer / a file; hex is 65 bytes (64 digits + NUL). */
 void bp_sha256(const void *data, size_t len, unsigned char digest[32]);
