@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/fileio.h"
 #include "core/onnx.h"
 #include "sensitivity/sensitivity.h"
 
@@ -253,7 +254,12 @@ int cmd_sensitivity(int argc, char **argv)
     bp_sens_report rep = {0};
     bp_layer *layers = NULL;
     int nl = 0, rc = BP_EXIT_OK;
-    bp_status st = bp_onnx_load(model, &g);
+    /* both outputs are checked writable before the work and before either is written */
+    bp_status st = bp_out_probe(out);
+    if (!st)
+        st = bp_out_probe(csv);
+    if (!st)
+        st = bp_onnx_load(model, &g);
     if (!st)
         st = bp_graph_layers(g, &layers, &nl);
     if (!st) {
