@@ -347,6 +347,17 @@ int cmd_ilp(int argc, char **argv)
     int npts = 0;
     bp_status st;
     char tmp_plan[64] = "";
+    /* Every output is checked writable before any is written, and frontier
+     * files written before a failure are removed: nothing is left on failure. */
+    int wrote_frontier = 0;
+    char fpath[2][1200] = {"", ""};
+    if (sweep_kind >= 0) {
+        snprintf(fpath[0], sizeof fpath[0], "%s.csv", frontier);
+        snprintf(fpath[1], sizeof fpath[1], "%s.json", frontier);
+    }
+    if ((st = bp_out_probe(out)) ||
+        (sweep_kind >= 0 && ((st = bp_out_probe(fpath[0])) || (st = bp_out_probe(fpath[1])))))
+        goto fail;
     if ((st = bp_sens_read(sens_path, &s)))
         goto fail;
     if (profile_path && (st = bp_profile_load(profile_path, &prof)))
@@ -367,6 +378,7 @@ int cmd_ilp(int argc, char **argv)
         snprintf(path, sizeof path, "%s.csv", frontier);
         if ((st = bp_sweep_write_csv(path, &p, sweep_kind, pts, npts)))
             goto fail;
+        wrote_frontier = 1;
         snprintf(path, sizeof path, "%s.json", frontier);
         if ((st = bp_sweep_write_json(path, &p, sweep_kind, pts, npts, &s)))
             goto fail;
@@ -425,6 +437,10 @@ int cmd_ilp(int argc, char **argv)
     goto done;
 fail:
     rc = bp_cli_fail(st);
+    if (wrote_frontier) {
+        unlink(fpath[0]);
+        unlink(fpath[1]);
+    }
 done:
     if (tmp_plan[0])
         unlink(tmp_plan);
