@@ -111,6 +111,9 @@ int cmd_export(int argc, char **argv)
     bp_layer *L = NULL;
     int nl = 0, rc = BP_EXIT_OK;
     bp_status st;
+    /* every output is checked writable before the work and before any is written */
+    if ((st = bp_out_probe(bitcfg)) || (st = bp_out_probe(hdr)) || (st = bp_out_probe(src)))
+        goto fail;
     if ((st = bp_onnx_load(model, &g)) || (st = bp_plan_read(plan_path, &plan)) ||
         (st = bp_graph_layers(g, &L, &nl)))
         goto fail;
