@@ -656,3 +656,100 @@ Test(badinput, train_nan_learning_rate)
 {
     fails(2, "train --arch lenet5 --lr nan -o %/m.onnx", "--lr", "'nan'", NULL);
 }
+
+/* ---- several outputs: one unwritable, none written ------------------------------------- */
+
+Test(badinput, sensitivity_unwritable_csv_leaves_no_json)
+{
+    fails(1, "sensitivity " MODEL " " SENS_FAST " -o %/s.json --csv @/afile/s.csv", "@/afile/s.csv",
+          "cannot write", NULL);
+}
+
+Test(badinput, ilp_sweep_with_unwritable_plan_leaves_no_frontier)
+{
+    fails(1, "ilp @/sens.json --size-frac 0.5 --sweep size:3 --frontier %/f -o @/afile/p.json",
+          "@/afile/p.json", "cannot write", NULL);
+}
+
+Test(badinput, ilp_sweep_with_infeasible_plan_leaves_no_frontier)
+{
+    fails(3, "ilp @/sens.json --size 10B --sweep bops:3 -o %/p.json", "smallest reachable 1064", NULL);
+}
+
+#define EXPORTQ "export " MODEL " --calib-data npy:@/x.npy,@/y.npy --calib 4 --plan "
+
+Test(badinput, export_unwritable_source_leaves_no_header)
+{
+    fails(1, EXPORTQ "@/plan.json --c-header %/m.h --c-source @/afile/m.c", "@/afile/m.c", "cannot write",
+          NULL);
+}
+
+/* ---- export ------------------------------------------------------------------------------ */
+
+Test(badinput, export_plan_unknown_layer)
+{
+    put_subst("p.json", PLAN, "\"fc1\"", "\"fc9\"");
+    fails(1, EXPORTQ "@/p.json --c-header %/m.h --c-source %/m.c", "@/p.json", "'fc9'", NULL);
+}
+
+Test(badinput, export_plan_for_another_model)
+{
+    put_subst("p.json", PLAN, "\"version\": 1,",
+              "\"version\": 1, \"model\": {\"sha256\": "
+              "\"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd\"},");
+    fails(1, EXPORTQ "@/p.json --c-header %/m.h", "@/p.json", "sha256", MODEL, NULL);
+}
+
+/* ---- plan (the main job) ------------------------------------------------------------------- */
+
+#define PLANQ "plan " MODEL " " DATA " --calib-data npy:@/x.npy,@/y.npy --samples 16 --probes 8 " \
+              "--calib 4 --eval-limit 8 --sweep 3 --eval-points 2 --no-density --no-plots --quiet "
+
+Test(badinput, plan_corrupt_onnx)
+{
+    fails(1, "plan @/trunc.onnx --quiet -o %/run", "@/trunc.onnx", "not a valid ONNX", NULL);
+}
+
+Test(badinput, plan_fraction_out_of_range)
+{
+    fails(2, PLANQ "--size-frac 2 -o %/run", "\"2\"", "[0, 1]", NULL);
+}
+
+Test(badinput, plan_zero_budget)
+{
+    fails(3, PLANQ "--size 0 -o %/run", "size budget 0 bytes", "smallest reachable", NULL);
+}
+
+Test(badinput, plan_unwritable_output_folder)
+{
+    fails(1, PLANQ "-o @/afile/run", "@/afile/run", NULL);
+}
+
+Test(badinput, plan_missing_calibration_data)
+{
+    fails(1, "plan " MODEL " --data npy:@/x.npy,@/y.npy --calib-data npy:@/gone.npy,@/y.npy --samples 16 "
+             "--probes 8 --calib 4 --no-plots --quiet -o %/run",
+          "@/gone.npy", "cannot open", NULL);
+}
+
+/* ---- plot ----------------------------------------------------------------------------------- */
+
+Test(badinput, plot_truncated_sensitivity_file)
+{
+    put("s.json", SENS, 200);
+    fails(1, "plot --sens @/s.json -o %/plots", "@/s.json", "not valid JSON", NULL);
+}
+
+Test(badinput, plot_plan_with_nan)
+{
+    put_subst("p.json", PLAN, "\"wbits\": 4}", "\"wbits\": 4, \"omega\": NaN}");
+    fails(1, "plot --plan @/p.json -o %/plots", "@/p.json", "NaN", NULL);
+}
+
+Test(badinput, plot_folder_without_outputs)
+{
+    char empty[700];
+    snprintf(empty, sizeof empty, "%s/empty", in);
+    cr_assert_eq(mkdir(empty, 0755), 0);
+    fails(1, "plot @/empty -o %/plots", "@/empty", "none of sensitivity.json", NULL);
+}
