@@ -143,8 +143,9 @@ SAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno
 
 .PHONY: fuzz fuzz-bins sanitize
 fuzz:
+	$(Q)BP_DEPS_EXTRA="clang $(BP_DEPS_EXTRA)" tools/deps
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
-	    CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" FUZZ="$(FUZZ)" fuzz-bins
+	    CFLAGS="$(FUZZ_FLAGS) -Wno-pass-failed -fsanitize=fuzzer-no-link" FUZZ="$(FUZZ)" fuzz-bins
 	$(Q)fail=0; for t in $(FUZZ); do \
 	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	    echo "== $$t ($(FUZZ_SECONDS) s)"; \
