@@ -319,12 +319,25 @@ bp_status bp_loss_softmax_ce(bp_exec *ex, const int *labels, double *loss, int *
 
 /* ---- backward ------------------------------------------------------------------------- */
 
+/* Clears a buffer with both cores: at batch 256 the activation gradients of
+ * a small ResNet are ~200 MB. */
+static void zero_buf(bp_real *p, size_t n)
+{
+    const size_t chunk = (size_t)1 << 16;
+    size_t nch = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n >= 4 * chunk)
+    for (size_t k = 0; k < nch; k++) {
+        size_t a = k * chunk, len = n - a < chunk ? n - a : chunk;
+        memset(p + a, 0, len * sizeof *p);
+    }
+}
+
 static void zero_grads(bp_exec *ex)
 {
     const bp_graph *g = ex->g;
     for (int v = 0; v < g->nvalues; v++)
         if (!is_param(g, v) && v != g->output)
-            memset(ex->grad[v], 0, numel_of(ex, v) * sizeof(bp_real));
+            zero_buf(ex->grad[v], numel_of(ex, v));
 }
 
 /* Ordinary backward of node i into activation grads and (if gparams) params. */
@@ -470,31 +483,38 @@ static bp_status rop_backward(bp_exec *ex, const bp_real *params, const bp_real 
     scan_direction(ex, vparams); /* the caller may pass another buffer than to R-forward */
     for (int i = g->nnodes - 1; i >= 0; i--) {
         const bp_node *nd = &g->nodes[i];
-        bp_status st = node_backward(ex, i, (bp_real *)params, gparams);
-        if (st)
-            return st;
         bp_opctx c;
         ctx_init(ex, i, (bp_real *)params, &c);
         c.dy = ex->grad[nd->out];
+        for (int j = 0; j < nd->nin; j++) {
+            int v = nd->in[j];
+            if (!is_param(g, v))
+                c.dx[j] = ex->grad[v];
+            else if (gparams && param_trains(g, nd, j))
+                c.dx[j] = gparams + g->values[v].offset;
+        }
         c.rdy = ex->rgzero[nd->out] ? NULL : ex->rgrad[nd->out];
         int any = c.rdy != NULL;
         for (int j = 0; j < nd->nin; j++)
             any |= (c.rx[j] = rx_of(ex, nd, j, vparams)) != NULL;
-        if (!any)
-            continue;
-        for (int j = 0; j < nd->nin; j++) {
-            int v = nd->in[j];
-            if (!is_param(g, v)) {
-                if (ex->rgzero[v]) {
-                    memset(ex->rgrad[v], 0, numel_of(ex, v) * sizeof(bp_real));
-                    ex->rgzero[v] = 0;
+        bp_status st;
+        if (!any) {
+            st = bp_op_backward(&c); /* nothing moves along v here */
+        } else {
+            for (int j = 0; j < nd->nin; j++) {
+                int v = nd->in[j];
+                if (!is_param(g, v)) {
+                    if (ex->rgzero[v]) {
+                        zero_buf(ex->rgrad[v], numel_of(ex, v));
+                        ex->rgzero[v] = 0;
+                    }
+                    c.rdx[j] = ex->rgrad[v];
+                } else if (hv && param_trains(g, nd, j)) {
+                    c.rdx[j] = hv + g->values[v].offset;
                 }
-                c.rdx[j] = ex->rgrad[v];
-            } else if (hv && param_trains(g, nd, j)) {
-                c.rdx[j] = hv + g->values[v].offset;
             }
+            st = bp_op_bwd_rop(&c);
         }
-        st = bp_op_rop_backward(&c);
         if (st)
             return bp_error_wrap(st, "R-backward");
     }

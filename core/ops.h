@@ -50,6 +50,9 @@ bp_status bp_op_forward(bp_opctx *c);
 bp_status bp_op_backward(bp_opctx *c);
 bp_status bp_op_rop_forward(bp_opctx *c);
 bp_status bp_op_rop_backward(bp_opctx *c);
+/* Ordinary backward (dx) and R-backward (rdx) of one node in one call: a fused
+ * kernel where the op has one (Conv), else the two calls in turn. */
+bp_status bp_op_bwd_rop(bp_opctx *c);
 
 /* Helpers shared by kernels. */
 
@@ -70,6 +73,7 @@ bp_status bp_conv_forward(bp_opctx *c);
 bp_status bp_conv_backward(bp_opctx *c);
 bp_status bp_conv_rop_forward(bp_opctx *c);
 bp_status bp_conv_rop_backward(bp_opctx *c);
+bp_status bp_conv_bwd_rop(bp_opctx *c); /* backward + R-backward in one pass */
 size_t bp_conv_scratch(const bp_opctx *c);
 
 bp_status bp_gemm_forward(bp_opctx *c);

@@ -48,6 +48,14 @@ bp_status bp_op_backward(bp_opctx *c) { DISPATCH(bwd); }
 bp_status bp_op_rop_forward(bp_opctx *c) { DISPATCH(rfwd); }
 bp_status bp_op_rop_backward(bp_opctx *c) { DISPATCH(rbwd); }
 
+bp_status bp_op_bwd_rop(bp_opctx *c)
+{
+    if (c->node->op == BP_OP_CONV)
+        return bp_conv_bwd_rop(c);
+    bp_status st = bp_op_backward(c);
+    return st ? st : bp_op_rop_backward(c);
+}
+
 size_t bp_op_state_bytes(const bp_opctx *c)
 {
     switch (c->node->op) {
