@@ -2,11 +2,13 @@
  *
  * Order of work: validate (GLPK aborts the process on bad input), reject a
  * budget below its reachable minimum with a precise message, build the MIP
- * (one binary per allowed candidate), glp_intopt with presolve and zero gap,
- * read the two-level status, then check the plan in exact double arithmetic:
- * GLPK accepts rows violated within its feasibility tolerance (~1e-7
- * relative), so a plan that overshoots a budget by such a hair is cut off with
- * a no-good row and the MIP solved again. */
+ * (staircase binaries per layer, see below), solve its LP relaxation, build
+ * an incumbent plan from it and fix the binaries whose reduced costs rule
+ * them out, glp_intopt with presolve and zero gap, read the two-level status,
+ * then check the plan in exact double arithmetic: GLPK accepts rows violated
+ * within its feasibility tolerance (~1e-7 relative), so a plan that
+ * overshoots a budget by such a hair is cut off with a no-good row and the MIP
+ * solved again. docs/ILP.md explains each step. */
 #include <glpk.h>
 #include <math.h>
 #include <setjmp.h>
@@ -698,6 +700,15 @@ bp_status bp_ilp_solve_hint(const bp_ilp_problem *p, const bp_limits *lim, doubl
         }
         int ret = glp_intopt(m.lp, &parm);
         int ms = glp_mip_status(m.lp);
+        if ((ret == GLP_ENOPFS || ms == GLP_NOFEAS) && have_inc) {
+            /* The incumbent meets every budget and the cutoff row, so this is
+             * GLPK's tolerances talking: keep the plan we know, unproven. */
+            memcpy(r->choice, inc, p->n * sizeof *inc);
+            bp_ilp_evaluate(p, r->choice, &r->objective, r->total);
+            r->status = BP_PLAN_FEASIBLE;
+            st = BP_OK;
+            break;
+        }
         if (ret == GLP_ENOPFS || ms == GLP_NOFEAS) {
             st = infeasible(p, lim);
             break;
