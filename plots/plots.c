@@ -40,7 +40,7 @@ static void preamble(FILE *fp, const char *name, const char *title)
             "set output '%s.png'\n"
             "set title \"%s\"\n"
             "set grid\n"
-            "set key above box opaque reverse Left width 2\n",
+            "set key above box opaque reverse Left width 4\n",
             name, name, W_PX, H_PX, name, title);
 }
 
