@@ -471,7 +471,7 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
             objective = res.objective;
             memcpy(total, res.total, sizeof total);
         } else {
-            int j = neval == npts ? q - 3 : (int)lround((double)(q - 3) * (npts - 1) / (neval - 1));
+            int j = neval == npts ? q - 3 : neval == 1 ? 0 : (int)lround((double)(q - 3) * (npts - 1) / (neval - 1));
             snprintf(name, sizeof name, "frontier %d", j);
             kind = "frontier";
             index = j;
