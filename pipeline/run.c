@@ -17,6 +17,7 @@
 #include "core/onnx.h"
 #include "pipeline/pipe_priv.h"
 #include "plots/plots.h"
+#include "quant/qmodel.h"
 #include "train/train.h"
 
 bp_pipe_opts bp_pipe_opts_default(void)
@@ -162,8 +163,12 @@ static void sens_key(char *k, size_t n, const char *sha, const bp_pipe_opts *o)
 static void eval_key(char *k, size_t n, const char *sha, const bp_pipe_opts *o, int n_eval, int n_cal,
                      const int *wb, const int *ab, int nl)
 {
-    int len = snprintf(k, n, "v1|model=%s|data=%s:%d|calib=%s:%d|w=", sha, o->eval_data, n_eval, o->calib_data,
-                       n_cal);
+    /* The quantizer's defaults are part of the key: if they change, cached
+     * accuracies no longer describe what this build would measure. */
+    bp_qopts q = bp_qopts_default();
+    int len = snprintf(k, n, "v1|model=%s|data=%s:%d|calib=%s:%d|q=%s:%.17g:%d:%s:%d|w=", sha, o->eval_data, n_eval,
+                       o->calib_data, n_cal, bp_calib_name(q.calib), q.percentile, q.pow2, bp_clip_name(q.wclip),
+                       q.logit_bits);
     for (int i = 0; i < nl && len > 0 && (size_t)len < n; i++)
         len += snprintf(k + len, n - len, "%d,", wb[i]);
     len += snprintf(k + len, n - len, "|a=");
