@@ -47,6 +47,22 @@ AVX2 static void conv_row(const bp_qconv_params *p, int ow, const void *in, size
     oxa = oxa > ow ? ow : oxa;
     oxb = oxb > ow ? ow : oxb < oxa ? oxa : oxb;
     const __m256i zero = _mm256_setzero_si256();
+    if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && sw == 1 && !p->pad_t && !p->pad_l &&
+        !p->pad_b && !p->pad_r) {
+        /* 1x1, stride 1, no padding: the row is a contiguous slice of channel ci */
+        const uint8_t *src = (const uint8_t *)in + cbase + p0;
+        const ptrdiff_t safe = (ptrdiff_t)in_total - 16 - (ptrdiff_t)(cbase + p0);
+        int k = 0;
+        for (; k < np && k <= safe; k += 16)
+            _mm256_storeu_si256((__m256i *)(t + k),
+                                u8 ? _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + k)))
+                                   : _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(src + k))));
+        for (; k < np; k++)
+            t[k] = u8 ? src[k] : (int8_t)src[k];
+        for (k = np; k < npad; k++)
+            t[k] = 0;
+        return;
+    }
     int q = 0, oy = p0 / ow, ox0 = p0 % ow;
     while (q < np) {
         const int run = ow - ox0 < np - q ? ow - ox0 : np - q;

@@ -98,6 +98,10 @@ static void run_conv_case(int it)
     p.pad_l = rnd(0, 1);
     p.pad_b = rnd(0, 2);
     p.pad_r = rnd(0, 1);
+    if (it % 7 == 6) { /* 1x1, stride 1, no padding: the kernels' contiguous-row path */
+        p.kh = p.kw = p.stride_h = p.stride_w = p.dil_h = p.dil_w = 1;
+        p.pad_t = p.pad_l = p.pad_b = p.pad_r = 0;
+    }
     p.wbits = 2 + it % 7;
     p.in_type = rnd(0, 1) ? BP_QT_U8 : BP_QT_S8;
     p.out_type = (bp_qtype)(it % 3);
