@@ -160,20 +160,33 @@ static void sens_key(char *k, size_t n, const char *sha, const bp_pipe_opts *o)
         len += snprintf(k + len, n - len, "%d,", s->bits[i]);
 }
 
-static void eval_key(char *k, size_t n, const char *sha, const bp_pipe_opts *o, int n_eval, int n_cal,
-                     const int *wb, const int *ab, int nl)
+/* The evaluation key: everything an accuracy depends on, hashed (sha256) so
+ * that the key has a fixed length whatever the number of layers. */
+static bp_status eval_key(char *k, size_t n, const char *sha, const bp_pipe_opts *o, int n_eval, int n_cal,
+                          const int *wb, const int *ab, int nl)
 {
     /* The quantizer's defaults are part of the key: if they change, cached
      * accuracies no longer describe what this build would measure. */
     bp_qopts q = bp_qopts_default();
-    int len = snprintf(k, n, "v1|model=%s|data=%s:%d|calib=%s:%d|q=%s:%.17g:%d:%s:%d|w=", sha, o->eval_data, n_eval,
-                       o->calib_data, n_cal, bp_calib_name(q.calib), q.percentile, q.pow2, bp_clip_name(q.wclip),
-                       q.logit_bits);
-    for (int i = 0; i < nl && len > 0 && (size_t)len < n; i++)
-        len += snprintf(k + len, n - len, "%d,", wb[i]);
-    len += snprintf(k + len, n - len, "|a=");
-    for (int i = 0; i < nl && len > 0 && (size_t)len < n; i++)
-        len += snprintf(k + len, n - len, "%d,", ab[i]);
+    size_t cap = 512 + strlen(o->eval_data) + strlen(o->calib_data) + 24 * (size_t)nl;
+    char *b = malloc(cap);
+    if (!b)
+        return bp_error(BP_ERR_NOMEM, "pipeline: out of memory");
+    size_t len = (size_t)snprintf(b, cap, "v1|model=%s|data=%s:%d|calib=%s:%d|q=%s:%.17g:%d:%s:%d|w=", sha,
+                                  o->eval_data, n_eval, o->calib_data, n_cal, bp_calib_name(q.calib),
+                                  q.percentile, q.pow2, bp_clip_name(q.wclip), q.logit_bits);
+    for (int i = 0; i < nl; i++)
+        len += (size_t)snprintf(b + len, cap - len, "%d,", wb[i]);
+    len += (size_t)snprintf(b + len, cap - len, "|a=");
+    for (int i = 0; i < nl; i++)
+        len += (size_t)snprintf(b + len, cap - len, "%d,", ab[i]);
+    unsigned char d[32];
+    char hex[65];
+    bp_sha256(b, len, d);
+    bp_sha256_hex(d, hex);
+    free(b);
+    snprintf(k, n, "eval:%s", hex);
+    return BP_OK;
 }
 
 /* ---- the skeleton check ------------------------------------------------------ */
@@ -494,7 +507,8 @@ bp_status bp_pipeline_run(const bp_pipe_opts *o, bp_pipe_result *r)
         w->bops = total[BP_CON_BOPS];
         w->latency_ms = prof ? total[BP_CON_LATENCY] : NAN;
         w->budget = budget;
-        eval_key(qkey[q], sizeof qkey[q], r->model_sha256, o, ev.n, cal.n, qw, qa, nl);
+        if ((st = eval_key(qkey[q], sizeof qkey[q], r->model_sha256, o, ev.n, cal.n, qw, qa, nl)))
+            goto fail_eval;
         same[q] = -1;
         for (int e = 0; e < q && same[q] < 0; e++)
             if (!strcmp(qkey[e], qkey[q]))
