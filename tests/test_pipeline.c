@@ -356,6 +356,29 @@ Test(pipeline, cli_exit_codes_and_reuse_message)
     e = slurp(dir, "stderr.txt");
     cr_assert(strstr(e, "reusing sensitivity.json"), "%s", e);
     free(e);
+    /* --json: one summary object on stdout (reused stages, every row). */
+    {
+        const char *bin = getenv("BP_BIN") ? getenv("BP_BIN") : "bin/bitplan";
+        char cmd[2000], js[500];
+        snprintf(js, sizeof js, "%s/summary.json", dir);
+        snprintf(cmd, sizeof cmd, "%s plan '%s' %s --json --quiet -o '%s' >'%s' 2>'%s'", bin, model, opts, out, js,
+                 err);
+        cr_assert_eq(system(cmd), 0);
+        json_error_t je;
+        json_t *sum = json_load_file(js, 0, &je);
+        cr_assert(sum, "summary: %s", je.text);
+        cr_assert(json_is_true(json_object_get(sum, "sensitivity_reused")));
+        json_t *rows = json_object_get(sum, "rows");
+        int fp = (int)json_integer_value(json_object_get(sum, "frontier_points"));
+        cr_assert_geq(fp, 1);
+        /* float, W8A8, W4A4, plan, then --eval-points 2 frontier points */
+        cr_assert_eq((int)json_array_size(rows), 4 + (fp < 2 ? fp : 2));
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(rows, 3), "name")), "plan");
+        json_decref(sum);
+        char *quiet = slurp(dir, "stderr.txt");
+        cr_assert_str_empty(quiet, "--quiet printed: %s", quiet);
+        free(quiet);
+    }
     /* bitplan plot remakes the plots from the files. */
     snprintf(args, sizeof args, "plot '%s' -o '%s/replot'", out, dir);
     cr_assert_eq(run(args, err), 0);
