@@ -21,6 +21,7 @@ static void layer_blank(bp_sens_layer *sl)
     sl->sig.in_h = sl->sig.in_w = sl->sig.out_h = sl->sig.out_w = 1;
     sl->trace = sl->trace_stderr = NAN;
     sl->act_trace = sl->act_stderr = NAN;
+    sl->act_signed = -1;
 }
 
 bp_status bp_sens_init(bp_sens *s, int nlayers)
@@ -131,6 +132,32 @@ bp_status bp_sens_validate(const bp_sens *s, const char *name)
                                 name, k, st->bits[k], BP_SENS_MAX_BITS);
         if (st->min_probes < 0 || st->max_probes < 0 || st->samples < 0 || st->batch < 0)
             return bp_error(BP_ERR_FORMAT, "%s: settings: probe/sample counts must be >= 0", name);
+        if (st->has_act) {
+            if (st->act_calib[0] && strcmp(st->act_calib, "minmax") &&
+                strcmp(st->act_calib, "percentile") && strcmp(st->act_calib, "mse"))
+                return bp_error(BP_ERR_FORMAT,
+                                "%s: settings: act: field \"calib\" is \"%s\", must be \"minmax\", "
+                                "\"percentile\" or \"mse\"", name, st->act_calib);
+            if (st->act_samples < 0 || st->act_calib_samples < 0 || st->act_min_probes < 0 ||
+                st->act_max_probes < 0)
+                return bp_error(BP_ERR_FORMAT, "%s: settings: act: probe/sample counts must be >= 0",
+                                name);
+            if (!(st->act_tolerance >= 0) || !isfinite(st->act_tolerance))
+                return bp_error(BP_ERR_FORMAT,
+                                "%s: settings: act: field \"tolerance\" must be finite and >= 0", name);
+            if (bad_opt(st->act_percentile))
+                return bp_error(BP_ERR_FORMAT, "%s: settings: act: field \"percentile\" is not finite",
+                                name);
+            if (st->act_nbits < 0 || st->act_nbits > BP_SENS_MAX_CAND)
+                return bp_error(BP_ERR_FORMAT,
+                                "%s: settings: act: field \"bits\" has %d entries (at most %d)", name,
+                                st->act_nbits, BP_SENS_MAX_CAND);
+            for (int k = 0; k < st->act_nbits; k++)
+                if (st->act_bits[k] < 1 || st->act_bits[k] > BP_SENS_MAX_BITS)
+                    return bp_error(BP_ERR_FORMAT,
+                                    "%s: settings: act: \"bits\"[%d] is %d, must be in 1..%d", name, k,
+                                    st->act_bits[k], BP_SENS_MAX_BITS);
+        }
     }
     if (s->nlayers < 1)
         return bp_error(BP_ERR_FORMAT, "%s: field \"layers\" is empty", name);
@@ -199,6 +226,9 @@ bp_status bp_sens_validate(const bp_sens *s, const char *name)
         if (bad_opt(sl->act_trace) || bad_opt(sl->act_stderr) || sl->act_stderr < 0)
             return bp_error(BP_ERR_NUMERIC, "%s: fields \"act_trace\"/\"act_stderr\" must be finite",
                             where);
+        if (sl->act_probes < 0 || sl->act_numel < 0)
+            return bp_error(BP_ERR_FORMAT, "%s: fields \"act_probes\"/\"act_numel\" must be >= 0",
+                            where);
         for (int c = 0; c < sl->nact; c++) {
             const bp_sens_act_cand *k = &sl->act[c];
             if (k->bits < 1 || k->bits > BP_SENS_MAX_BITS)
@@ -213,6 +243,10 @@ bp_status bp_sens_validate(const bp_sens *s, const char *name)
             if (bad_opt(k->dx2) || k->dx2 < 0)
                 return bp_error(BP_ERR_NUMERIC,
                                 "%s: act_candidates[%d]: field \"dx2\" must be finite and >= 0",
+                                where, c);
+            if (bad_opt(k->clip) || k->clip < 0)
+                return bp_error(BP_ERR_NUMERIC,
+                                "%s: act_candidates[%d]: field \"clip\" must be finite and >= 0",
                                 where, c);
         }
     }
@@ -279,10 +313,11 @@ static bp_status read_cands(bp_jctx *c, const json_t *o, int act, bp_sens_layer 
             goto out;
         }
         long long bits = 0;
-        double omega = 0, d2 = NAN;
+        double omega = 0, d2 = NAN, clip = NAN;
         if ((st = bp_jf_int(c, e, "bits", BP_JF_REQUIRED, 1, BP_SENS_MAX_BITS, &bits)) ||
             (st = bp_jf_num(c, e, "omega", BP_JF_REQUIRED, 0, &omega, NULL)) ||
-            (st = bp_jf_num_min(c, e, act ? "dx2" : "dw2", BP_JF_OPTIONAL, 0, &d2)))
+            (st = bp_jf_num_min(c, e, act ? "dx2" : "dw2", BP_JF_OPTIONAL, 0, &d2)) ||
+            (act && (st = bp_jf_num_min(c, e, "clip", BP_JF_OPTIONAL, 0, &clip))))
             goto out;
         int prev = k == 0 ? 0 : act ? sl->act[k - 1].bits : sl->cand[k - 1].bits;
         if ((int)bits <= prev) {
@@ -291,7 +326,7 @@ static bp_status read_cands(bp_jctx *c, const json_t *o, int act, bp_sens_layer 
             goto out;
         }
         if (act)
-            sl->act[k] = (bp_sens_act_cand){.bits = (int)bits, .dx2 = d2, .omega = omega};
+            sl->act[k] = (bp_sens_act_cand){.bits = (int)bits, .dx2 = d2, .omega = omega, .clip = clip};
         else
             sl->cand[k] = (bp_sens_cand){.bits = (int)bits, .dw2 = d2, .omega = omega};
     }
@@ -354,6 +389,8 @@ static bp_status read_layer(bp_jctx *c, const json_t *o, int i, bp_sens_layer *s
     l->fan_in = (int64_t)((double)l->macs / ((double)l->cout * (double)l->out_h * (double)l->out_w));
     INTF("fan_in", BP_JF_OPTIONAL, 0, BIG, l->fan_in);
     INTF("probes", BP_JF_OPTIONAL, 0, INT32_MAX, sl->probes);
+    INTF("act_probes", BP_JF_OPTIONAL, 0, INT32_MAX, sl->act_probes);
+    INTF("act_numel", BP_JF_OPTIONAL, 0, BIG, sl->act_numel);
 #undef INTF
     if ((st = bp_jf_bool(c, o, "bias", BP_JF_OPTIONAL, &sl->has_bias)) ||
         (st = bp_jf_bool(c, o, "converged", BP_JF_OPTIONAL, &sl->converged)) ||
@@ -366,10 +403,40 @@ static bp_status read_layer(bp_jctx *c, const json_t *o, int i, bp_sens_layer *s
         (st = bp_jf_str(c, o, "tie", BP_JF_OPTIONAL, sl->tie, sizeof sl->tie)) ||
         (st = bp_jf_num(c, o, "act_trace", BP_JF_OPTIONAL, 0, &sl->act_trace, NULL)) ||
         (st = bp_jf_num_min(c, o, "act_stderr", BP_JF_OPTIONAL, 0, &sl->act_stderr)) ||
+        (st = bp_jf_bool(c, o, "act_converged", BP_JF_OPTIONAL, &sl->act_converged)) ||
         (st = read_cands(c, o, 0, sl)) || (st = read_cands(c, o, 1, sl)))
         return st;
+    if (json_object_get(o, "act_signed")) {
+        int sg = 0;
+        if ((st = bp_jf_bool(c, o, "act_signed", BP_JF_OPTIONAL, &sg)))
+            return st;
+        sl->act_signed = sg;
+    }
     if (!isnan(sl->act_trace) || !isnan(sl->act_stderr))
         sl->has_act = 1;
+    return BP_OK;
+}
+
+/* An optional "bits" array of integers 1..BP_SENS_MAX_BITS. */
+static bp_status read_bits(bp_jctx *c, const json_t *o, const char *where, int *n, int *bits)
+{
+    json_t *a;
+    bp_status s;
+    if ((s = bp_jf_array(c, o, "bits", BP_JF_OPTIONAL, &a)) || !a)
+        return s;
+    if (json_array_size(a) > BP_SENS_MAX_CAND)
+        return bp_error(BP_ERR_FORMAT, "%s: %s: field \"bits\" has more than %d entries",
+                        c->file, where, BP_SENS_MAX_CAND);
+    *n = (int)json_array_size(a);
+    for (int k = 0; k < *n; k++) {
+        double x;
+        if ((s = bp_jf_elem_num(c, a, k, "bits", 1, &x)))
+            return s;
+        if (x != floor(x) || x > BP_SENS_MAX_BITS)
+            return bp_error(BP_ERR_FORMAT, "%s: %s: \"bits\"[%d] is %g (an integer 1..%d)",
+                            c->file, where, k, x, BP_SENS_MAX_BITS);
+        bits[k] = (int)x;
+    }
     return BP_OK;
 }
 
@@ -405,23 +472,36 @@ static bp_status read_settings(bp_jctx *c, const json_t *root, bp_sens_settings 
         return bp_error(BP_ERR_FORMAT,
                         "%s: settings: field \"quantizer\" is \"%s\", must be \"maxabs\" or \"mse\"",
                         c->file, st->quantizer);
-    json_t *a;
-    if ((s = bp_jf_array(c, o, "bits", BP_JF_OPTIONAL, &a)) || !a)
+    if ((s = read_bits(c, o, "settings", &st->nbits, st->bits)))
         return s;
-    if (json_array_size(a) > BP_SENS_MAX_CAND)
-        return bp_error(BP_ERR_FORMAT, "%s: settings: field \"bits\" has more than %d entries",
-                        c->file, BP_SENS_MAX_CAND);
-    st->nbits = (int)json_array_size(a);
-    for (int k = 0; k < st->nbits; k++) {
-        double x;
-        if ((s = bp_jf_elem_num(c, a, k, "bits", 1, &x)))
-            return s;
-        if (x != floor(x) || x > BP_SENS_MAX_BITS)
-            return bp_error(BP_ERR_FORMAT, "%s: settings: \"bits\"[%d] is %g (an integer 1..%d)",
-                            c->file, k, x, BP_SENS_MAX_BITS);
-        st->bits[k] = (int)x;
-    }
-    return BP_OK;
+    json_t *act;
+    if ((s = bp_jf_object(c, o, "act", BP_JF_OPTIONAL, &act)) || !act)
+        return s;
+    st->has_act = 1;
+    st->act_percentile = NAN;
+    snprintf(c->where, sizeof c->where, "settings: act");
+#define AINT(key, dst)                                                        \
+    do {                                                                      \
+        v = (dst);                                                            \
+        if ((s = bp_jf_int(c, act, key, BP_JF_OPTIONAL, 0, INT32_MAX, &v)))   \
+            return s;                                                         \
+        (dst) = (int)v;                                                       \
+    } while (0)
+    AINT("samples", st->act_samples);
+    AINT("calib_samples", st->act_calib_samples);
+    AINT("min_probes", st->act_min_probes);
+    AINT("max_probes", st->act_max_probes);
+#undef AINT
+    if ((s = bp_jf_str(c, act, "calib", BP_JF_OPTIONAL, st->act_calib, sizeof st->act_calib)) ||
+        (s = bp_jf_num(c, act, "percentile", BP_JF_OPTIONAL, 0, &st->act_percentile, NULL)) ||
+        (s = bp_jf_num_min(c, act, "tolerance", BP_JF_OPTIONAL, 0, &st->act_tolerance)))
+        return s;
+    if (st->act_calib[0] && strcmp(st->act_calib, "minmax") && strcmp(st->act_calib, "percentile") &&
+        strcmp(st->act_calib, "mse"))
+        return bp_error(BP_ERR_FORMAT,
+                        "%s: settings: act: field \"calib\" is \"%s\", must be \"minmax\", "
+                        "\"percentile\" or \"mse\"", c->file, st->act_calib);
+    return read_bits(c, act, "settings: act", &st->act_nbits, st->act_bits);
 }
 
 static bp_status read_doubles(bp_jctx *c, const json_t *a, const char *what, int *n, double **out)
@@ -596,6 +676,12 @@ static json_t *layer_json(const bp_sens_layer *sl)
     if (sl->has_act) {
         e |= set_opt(o, "act_trace", sl->act_trace);
         e |= set_opt(o, "act_stderr", sl->act_stderr);
+        e |= set(o, "act_probes", json_integer(sl->act_probes));
+        e |= set(o, "act_converged", json_boolean(sl->act_converged));
+        if (sl->act_numel > 0)
+            e |= set(o, "act_numel", json_integer(sl->act_numel));
+        if (sl->act_signed >= 0)
+            e |= set(o, "act_signed", json_boolean(sl->act_signed));
         json_t *ac = json_array();
         e |= set(o, "act_candidates", ac);
         for (int c = 0; ac && c < sl->nact; c++) {
@@ -605,6 +691,7 @@ static json_t *layer_json(const bp_sens_layer *sl)
                 break;
             e |= set(k, "bits", json_integer(sl->act[c].bits));
             e |= set_opt(k, "dx2", sl->act[c].dx2);
+            e |= set_opt(k, "clip", sl->act[c].clip);
             e |= set(k, "omega", bp_jf_real(sl->act[c].omega));
         }
     }
@@ -626,6 +713,15 @@ static json_t *doubles_json(const double *x, int n)
     return a;
 }
 
+/* Activation terms anywhere (layers or settings): the file is version 2. */
+static int ss_any_act(const bp_sens *s)
+{
+    int any = s->settings.has_settings && s->settings.has_act;
+    for (int i = 0; i < s->nlayers; i++)
+        any |= s->layers[i].has_act;
+    return any;
+}
+
 bp_status bp_sens_write(const char *path, const bp_sens *s)
 {
     bp_status st = bp_sens_validate(s, path);
@@ -639,7 +735,8 @@ bp_status bp_sens_write(const char *path, const bp_sens *s)
         goto done;
     }
     e |= set(root, "format", json_string(BP_SENS_FORMAT));
-    e |= set(root, "version", json_integer(BP_SENS_VERSION));
+    int any_act = ss_any_act(s);
+    e |= set(root, "version", json_integer(any_act ? BP_SENS_VERSION : 1));
     e |= set(root, "model", model);
     e |= set(model, "path", json_string(s->model_path));
     e |= set(model, "sha256", json_string(s->model_sha256));
@@ -663,6 +760,26 @@ bp_status bp_sens_write(const char *path, const bp_sens *s)
         for (int k = 0; k < ss->nbits; k++)
             e |= json_array_append_new(bits, json_integer(ss->bits[k]));
         e |= set(o, "bits", bits);
+        if (ss->has_act && o) {
+            json_t *a = json_object(), *ab = json_array();
+            e |= set(o, "act", a);
+            if (!a || !ab) {
+                json_decref(ab);
+                e = 1;
+                goto done;
+            }
+            e |= set(a, "samples", json_integer(ss->act_samples));
+            e |= set(a, "calib_samples", json_integer(ss->act_calib_samples));
+            e |= set(a, "calib", json_string(ss->act_calib));
+            if (!strcmp(ss->act_calib, "percentile"))
+                e |= set_opt(a, "percentile", ss->act_percentile);
+            e |= set(a, "tolerance", bp_jf_real(ss->act_tolerance));
+            e |= set(a, "min_probes", json_integer(ss->act_min_probes));
+            e |= set(a, "max_probes", json_integer(ss->act_max_probes));
+            for (int k = 0; k < ss->act_nbits; k++)
+                e |= json_array_append_new(ab, json_integer(ss->act_bits[k]));
+            e |= set(a, "bits", ab);
+        }
     }
     e |= set(root, "layers", layers);
     for (int i = 0; i < s->nlayers && !e; i++)

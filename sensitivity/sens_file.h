@@ -1,6 +1,7 @@
 /* sens_file.h — the sensitivity file: per-layer Hessian traces and the
  * quantization perturbation Ω for every candidate bit-width, as JSON
- * ("format": "bitplan-sensitivity", "version": 1) with a CSV view.
+ * ("format": "bitplan-sensitivity", "version": 1, or 2 when the file carries
+ * activation terms) with a CSV view.
  *
  * The file is the hand-over between `bitplan sensitivity` and `bitplan ilp`,
  * and it is meant to be written by other tools too: the search reads nothing
@@ -16,7 +17,11 @@
 #include "core/graph.h"
 
 #define BP_SENS_FORMAT "bitplan-sensitivity"
-#define BP_SENS_VERSION 1
+/* Newest version read and written. Version 2 gives the activation fields
+ * (act_*) the meaning of sensitivity/act.h; the writer uses it only for files
+ * that have activation terms, so weight-only files stay version 1 and older
+ * readers keep reading them. The reader accepts 1 and 2. */
+#define BP_SENS_VERSION 2
 
 /* Candidate bit-widths per layer, weights or activations. Bits are 1..16. */
 #define BP_SENS_MAX_CAND 16
@@ -29,13 +34,16 @@ typedef struct {
     double omega;    /* Ω_i(b) = Tr(H_i)/n_i · dw2 (see DESIGN.md / docs/FORMATS.md) */
 } bp_sens_cand;
 
-/* One candidate activation bit-width a of a layer's input activation.
- * Reserved: written by a future activation-sensitivity pass; the search adds
- * omega to the objective of every (w, a) candidate with this a. */
+/* One candidate activation bit-width a of a layer's input activation
+ * (written by bp_act_sens_run, sensitivity/act.h); the search adds omega to
+ * the objective of every (w, a) candidate with this a. */
 typedef struct {
     int bits;        /* a */
-    double dx2;      /* ‖Q_a(x) − x‖² summed over the calibration set; NaN when absent */
-    double omega;
+    double dx2;      /* mean over the calibration samples of the per-sample
+                        ‖Q_a(x_s) − x_s‖² (version 2); NaN when absent */
+    double omega;    /* Ω_a = Tr(H_a)/n_a · dx2 */
+    double clip;     /* the quantizer's clipping value c (scale c/(2^a−1) unsigned,
+                        c/(2^(a−1)−1) signed); NaN when absent */
 } bp_sens_act_cand;
 
 typedef struct {
@@ -62,9 +70,16 @@ typedef struct {
      * branches meeting at one Add; see bp_graph_residual_ties in ilp/ilp.h). */
     char tie[64];
 
-    /* Reserved activation terms (optional in the file). */
+    /* Activation terms (optional in the file; sensitivity/act.h). */
     int has_act;
-    double act_trace, act_stderr;       /* NaN when absent */
+    double act_trace, act_stderr;       /* Hutchinson estimate of Tr(H_a) of the mean
+                                           loss w.r.t. the layer's stacked input over
+                                           the calibration set, its standard error;
+                                           NaN when absent */
+    int act_probes;                     /* probes used (0 when absent) */
+    int act_converged;                  /* the stop rule was met */
+    int64_t act_numel;                  /* n_a: input elements per sample (0 when absent) */
+    int act_signed;                     /* quantizer sign: 1 signed, 0 unsigned, -1 unknown */
     int nact;
     bp_sens_act_cand act[BP_SENS_MAX_CAND];
 } bp_sens_layer;
@@ -81,6 +96,16 @@ typedef struct {
     char quantizer[16];    /* "maxabs" or "mse" (weight clipping for dw2) */
     int nbits;
     int bits[BP_SENS_MAX_CAND]; /* candidate weight bits the run evaluated */
+    /* Activation terms ("act" object; has_act = 0 when absent). */
+    int has_act;
+    int act_samples;           /* samples of the activation traces and dx2 */
+    int act_calib_samples;     /* samples the activation ranges were calibrated on */
+    char act_calib[16];        /* "minmax", "percentile" or "mse" ("" when absent) */
+    double act_percentile;     /* for "percentile"; NaN when absent */
+    double act_tolerance;      /* stop rule of the activation traces */
+    int act_min_probes, act_max_probes;
+    int act_nbits;
+    int act_bits[BP_SENS_MAX_CAND]; /* candidate activation bits the run evaluated */
 } bp_sens_settings;
 
 typedef struct {
