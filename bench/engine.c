@@ -6,7 +6,10 @@
  *   one HVP against one gradient (forward + loss + backward) at batch 128, as
  *   a ratio (target: HVP <= 2.5 gradients), for a probe on all parameters and
  *   for a probe on one late layer (the R-forward then starts there).
- * Usage: engine [runs] [train]   (default 5 runs; "train" skips the HVP part) */
+ * Also forward and forward+backward of the reference models (models/<name>.onnx, or
+ * the ONNX files named after the mode argument) at batch 256.
+ * Usage: engine [runs] [train|all] [MODEL.onnx ...]
+ *   (default 5 runs; "train" skips the HVP part) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include <time.h>
 
 #include "core/exec.h"
+#include "core/onnx.h"
 
 static double now(void)
 {
@@ -132,39 +136,30 @@ static double median(double *t, int n)
         }                                                                        \
     } while (0)
 
-int main(int argc, char **argv)
+/* Forward (inference BN) and forward + backward (training BN) of graph g at
+ * batch B on random inputs: medians of wall and CPU time. */
+static int bench_train(bp_graph *g, int B, int runs, const char *what)
 {
-    int runs = argc > 1 ? atoi(argv[1]) : 5;
-    if (runs < 1)
-        runs = 1;
-    int late;
-    bp_graph *g = resnet8(&late);
-    const int B = 256, BH = 128;
-    size_t per = 28 * 28;
-    bp_real *x = malloc(B * per * sizeof *x);
+    size_t per = g->values[g->input].numel;
+    bp_real *x = malloc(B * per * sizeof *x), *gp = calloc(g->nparams, sizeof *gp);
     int *lab = malloc(B * sizeof *lab);
+    double *t = malloc(runs * sizeof *t), *tc = malloc(runs * sizeof *tc);
     for (size_t i = 0; i < B * per; i++)
         x[i] = (bp_real)urand();
-    for (int i = 0; i < B; i++)
-        lab[i] = i % 10;
-    bp_real *gp = calloc(g->nparams, sizeof *gp), *v = malloc(g->nparams * sizeof *v),
-            *hv = calloc(g->nparams, sizeof *hv), *vl = calloc(g->nparams, sizeof *vl);
-    for (size_t i = 0; i < g->nparams; i++)
-        v[i] = urand() > 0 ? 1 : -1;
-    const bp_value *lw = &g->values[late];
-    for (size_t i = 0; i < lw->numel; i++)
-        vl[lw->offset + i] = v[lw->offset + i];
-    printf("ResNet-8 (Fashion-MNIST shape): %zu parameters, %s, %d runs (medians)\n", g->nparams,
-           BP_REAL_NAME, runs);
-
-    double *t = malloc(runs * sizeof *t), *tc = malloc(runs * sizeof *tc);
     bp_exec *ex = bp_exec_new(g, B, BP_EXEC_GRAD);
     if (!ex) {
-        fprintf(stderr, "engine bench: %s\n", bp_last_error());
+        fprintf(stderr, "engine bench: %s: %s\n", what, bp_last_error());
         return 1;
     }
-    /* warm-up: first touch of every buffer */
+    /* warm-up: first touch of every buffer; labels within the output's classes */
     CHECK(bp_forward(ex, g->params, x, B, BP_MODE_TRAIN));
+    int nd;
+    const int64_t *od = bp_exec_dims(ex, g->output, &nd);
+    int classes = 1;
+    for (int k = 1; k < nd; k++)
+        classes *= (int)od[k];
+    for (int i = 0; i < B; i++)
+        lab[i] = i % classes;
     CHECK(bp_loss_softmax_ce(ex, lab, NULL, NULL));
     CHECK(bp_backward(ex, g->params, gp));
     for (int r = 0; r < runs; r++) {
@@ -184,15 +179,67 @@ int main(int argc, char **argv)
     }
     double tfb = median(t, runs), cfb = median(tc, runs);
     /* images per CPU-second does not depend on how busy the machine is */
-    printf("batch %d: forward            %8.1f ms wall %8.0f images/s | %8.1f ms cpu %8.0f images/cpu-s\n",
-           B, tf * 1e3, B / tf, cf * 1e3, B / cf);
-    printf("batch %d: forward+backward   %8.1f ms wall %8.0f images/s | %8.1f ms cpu %8.0f images/cpu-s  (%.2fx forward, cpu)\n",
-           B, tfb * 1e3, B / tfb, cfb * 1e3, B / cfb, cfb / cf);
-    free(tc);
+    printf("%s, batch %d: forward           %8.1f ms wall %8.0f images/s | %8.1f ms cpu %8.0f images/cpu-s\n",
+           what, B, tf * 1e3, B / tf, cf * 1e3, B / cf);
+    printf("%s, batch %d: forward+backward  %8.1f ms wall %8.0f images/s | %8.1f ms cpu %8.0f images/cpu-s  (%.2fx forward, cpu)\n",
+           what, B, tfb * 1e3, B / tfb, cfb * 1e3, B / cfb, cfb / cf);
     bp_exec_free(ex);
-    if (argc > 2 && strcmp(argv[2], "train") == 0)
-        goto done;
+    free(x);
+    free(gp);
+    free(lab);
+    free(t);
+    free(tc);
+    return 0;
+}
 
+int main(int argc, char **argv)
+{
+    int runs = argc > 1 ? atoi(argv[1]) : 5;
+    if (runs < 1)
+        runs = 1;
+    int train_only = argc > 2 && strcmp(argv[2], "train") == 0;
+    int late;
+    bp_graph *g = resnet8(&late);
+    const int B = 256, BH = 128;
+    printf("float engine (%s), %d runs per figure (medians); ResNet-8 built in memory: %zu parameters\n",
+           BP_REAL_NAME, runs, g->nparams);
+    if (bench_train(g, B, runs, "resnet8 (built)"))
+        return 1;
+    /* the reference models, when given (or found under models/) */
+    const char *defaults[] = {"models/lenet5.onnx", "models/resnet8.onnx", "models/mobilenetv2.onnx"};
+    int nm = argc > 3 ? argc - 3 : 3;
+    for (int k = 0; k < nm; k++) {
+        const char *path = argc > 3 ? argv[3 + k] : defaults[k];
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            continue;
+        fclose(f);
+        bp_graph *m = NULL;
+        if (bp_onnx_load(path, &m)) {
+            fprintf(stderr, "engine bench: %s\n", bp_last_error());
+            continue;
+        }
+        bench_train(m, B, runs, path);
+        bp_graph_free(m);
+    }
+
+    size_t per = 28 * 28;
+    bp_real *x = malloc(B * per * sizeof *x);
+    int *lab = malloc(B * sizeof *lab);
+    for (size_t i = 0; i < B * per; i++)
+        x[i] = (bp_real)urand();
+    for (int i = 0; i < B; i++)
+        lab[i] = i % 10;
+    bp_real *gp = calloc(g->nparams, sizeof *gp), *v = malloc(g->nparams * sizeof *v),
+            *hv = calloc(g->nparams, sizeof *hv), *vl = calloc(g->nparams, sizeof *vl);
+    for (size_t i = 0; i < g->nparams; i++)
+        v[i] = urand() > 0 ? 1 : -1;
+    const bp_value *lw = &g->values[late];
+    for (size_t i = 0; i < lw->numel; i++)
+        vl[lw->offset + i] = v[lw->offset + i];
+    bp_exec *ex = NULL;
+    if (train_only)
+        goto done;
     ex = bp_exec_new(g, BH, BP_EXEC_ROP);
     if (!ex) {
         fprintf(stderr, "engine bench: %s\n", bp_last_error());
@@ -233,7 +280,6 @@ int main(int argc, char **argv)
            BH, w[2] * 1e3, c[2] * 1e3, w[2] / w[0], c[2] / c[0]);
     bp_exec_free(ex);
 done:
-    free(t);
     free(x);
     free(lab);
     free(gp);
