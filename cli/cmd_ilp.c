@@ -150,8 +150,13 @@ static void fmt_value(char *b, size_t n, bp_con_kind k, double x)
 
 static void print_plan(const bp_plan *plan, const bp_sens *s, int batch)
 {
-    printf("%-28s %-6s %10s %5s %5s %11s %12s %11s %11s\n", "layer", "op", "params", "wbits",
+    /* With activation terms, the weight and activation parts of Ω as well. */
+    int act = 0;
+    for (int i = 0; i < s->nlayers; i++)
+        act |= s->layers[i].nact > 0;
+    printf("%-28s %-6s %10s %5s %5s %11s %12s %11s %11s", "layer", "op", "params", "wbits",
            "abits", "size", "BOPs", "latency ms", "omega");
+    printf(act ? " %11s %11s\n" : "\n", "omega_w", "omega_a");
     for (int i = 0; i < plan->nlayers; i++) {
         const bp_plan_layer *l = &plan->layers[i];
         const bp_layer *sig = &s->layers[i].sig;
@@ -162,8 +167,20 @@ static void print_plan(const bp_plan *plan, const bp_sens *s, int batch)
             snprintf(lat, sizeof lat, "-");
         else
             snprintf(lat, sizeof lat, "%.4f%s", l->latency_ms, l->lat_fallback ? "*" : "");
-        printf("%-28.28s %-6s %10zu %5d %5d %11s %12s %11s %11.4g\n", l->name, bp_op_name(sig->op),
+        printf("%-28.28s %-6s %10zu %5d %5d %11s %12s %11s %11.4g", l->name, bp_op_name(sig->op),
                sig->params, l->wbits, l->abits, sz, bo, lat, l->omega);
+        if (act)
+            printf(" %11.4g %11.4g", l->omega_w, l->omega_a);
+        printf("\n");
+    }
+    if (act) {
+        double ow = 0, oa = 0;
+        for (int i = 0; i < plan->nlayers; i++) {
+            ow += plan->layers[i].omega_w;
+            oa += plan->layers[i].omega_a;
+        }
+        printf("omega: weights %.6g + activations %.6g (activation terms from the sensitivity file's "
+               "act_candidates)\n", ow, oa);
     }
     char sz[32], bo[32];
     fmt_size(sz, sizeof sz, plan->size_bytes);

@@ -39,6 +39,7 @@ bp_status bp_ilp_alloc(bp_ilp_problem *p, int n, const int *ncand, int with_late
     p->wbits = calloc(total, sizeof *p->wbits);
     p->abits = calloc(total, sizeof *p->abits);
     p->omega = calloc(total, sizeof *p->omega);
+    p->omega_a = calloc(total, sizeof *p->omega_a);
     p->allowed = malloc(total);
     p->cost[BP_CON_SIZE] = calloc(total, sizeof(double));
     p->cost[BP_CON_BOPS] = calloc(total, sizeof(double));
@@ -46,7 +47,8 @@ bp_status bp_ilp_alloc(bp_ilp_problem *p, int n, const int *ncand, int with_late
         p->cost[BP_CON_LATENCY] = calloc(total, sizeof(double));
         p->lat_fallback = calloc(total, 1);
     }
-    if (!p->name || !p->off || !p->group || !p->wbits || !p->abits || !p->omega || !p->allowed ||
+    if (!p->name || !p->off || !p->group || !p->wbits || !p->abits || !p->omega || !p->omega_a ||
+        !p->allowed ||
         !p->cost[BP_CON_SIZE] || !p->cost[BP_CON_BOPS] ||
         (with_latency && (!p->cost[BP_CON_LATENCY] || !p->lat_fallback))) {
         bp_ilp_free(p);
@@ -71,6 +73,7 @@ void bp_ilp_free(bp_ilp_problem *p)
     free(p->wbits);
     free(p->abits);
     free(p->omega);
+    free(p->omega_a);
     free(p->allowed);
     for (int k = 0; k < BP_CON_COUNT; k++)
         free(p->cost[k]);
@@ -336,6 +339,7 @@ bp_status bp_ilp_from_sens(const bp_sens *s, const bp_ilp_options *o, bp_ilp_pro
             p->wbits[c] = w;
             p->abits[c] = a;
             p->omega[c] = wc->omega + oa;
+            p->omega_a[c] = oa;
             p->cost[BP_CON_SIZE][c] =
                 bp_weight_bytes(l->params, w, o->size_model) + 8.0 * (double)l->cout;
             p->cost[BP_CON_BOPS][c] = (double)l->macs * w * a;

@@ -44,7 +44,10 @@ typedef struct {
     char (*name)[160];      /* (n) */
     int *off;               /* (n+1): layer i's candidates are off[i] .. off[i+1]-1 */
     int *wbits, *abits;     /* (off[n]) */
-    double *omega;          /* (off[n]) objective coefficient Ω_i(c) */
+    double *omega;          /* (off[n]) objective coefficient Ω_i(c) = Ω_w + Ω_a */
+    double *omega_a;        /* (off[n]) its activation part Ω_a(i, a) (0 without activation
+                               terms); allocated by bp_ilp_alloc, may be NULL in a
+                               problem made by hand */
     double *cost[BP_CON_COUNT]; /* (off[n]) bytes, BOPs, ms; cost[BP_CON_LATENCY] NULL without latency */
     unsigned char *allowed; /* (off[n]) 0 for candidates excluded by pins / allowed lists / ties */
     unsigned char *lat_fallback; /* (off[n]) 1 when the latency came from a fallback; NULL without latency */

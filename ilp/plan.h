@@ -46,7 +46,10 @@ typedef struct {
     double size_bytes;     /* see docs/ILP.md for what is counted */
     double bops;           /* MACs per sample · wbits · abits */
     double latency_ms;     /* NaN when no profile was given */
-    double omega;          /* objective term of the chosen candidate */
+    double omega;          /* objective term of the chosen candidate: omega_w + omega_a */
+    double omega_w;        /* its weight part Ω_w(i, wbits) */
+    double omega_a;        /* its activation part Ω_a(i, abits) (0 when the sensitivity
+                              file has no activation terms) */
     int lat_fallback;      /* 1 when the latency came from a fallback model, not a measurement */
 } bp_plan_layer;
 

@@ -59,7 +59,7 @@ bp_status bp_plan_init(bp_plan *p, int nlayers)
     p->nlayers = nlayers;
     for (int i = 0; i < nlayers; i++) {
         bp_plan_layer *l = &p->layers[i];
-        l->size_bytes = l->bops = l->latency_ms = l->omega = NAN;
+        l->size_bytes = l->bops = l->latency_ms = l->omega = l->omega_w = l->omega_a = NAN;
     }
     return BP_OK;
 }
@@ -122,7 +122,8 @@ bp_status bp_plan_validate(const bp_plan *p, const char *name)
             return bp_error(BP_ERR_FORMAT, "%s: layer %d (%s): field \"abits\" is %d (1..%d)", name,
                             i, l->name, l->abits, MAX_BITS);
         if (bad_opt(l->size_bytes) || bad_opt(l->bops) || bad_opt(l->latency_ms) ||
-            bad_opt(l->omega) || l->size_bytes < 0 || l->bops < 0 || l->latency_ms < 0)
+            bad_opt(l->omega) || bad_opt(l->omega_w) || bad_opt(l->omega_a) || l->size_bytes < 0 ||
+            l->bops < 0 || l->latency_ms < 0)
             return bp_error(BP_ERR_NUMERIC,
                             "%s: layer %d (%s): size_bytes/bops/latency_ms must be finite and >= 0, omega finite",
                             name, i, l->name);
@@ -178,6 +179,8 @@ static bp_status read_layers(bp_jctx *c, json_t *arr, bp_plan *p)
             (st = bp_jf_num_min(c, o, "bops", BP_JF_OPTIONAL, 0, &l->bops)) ||
             (st = bp_jf_num(c, o, "latency_ms", BP_JF_OPTIONAL, 1, &l->latency_ms, NULL)) ||
             (st = bp_jf_num(c, o, "omega", BP_JF_OPTIONAL, 1, &l->omega, NULL)) ||
+            (st = bp_jf_num(c, o, "omega_w", BP_JF_OPTIONAL, 1, &l->omega_w, NULL)) ||
+            (st = bp_jf_num(c, o, "omega_a", BP_JF_OPTIONAL, 1, &l->omega_a, NULL)) ||
             (st = bp_jf_bool(c, o, "latency_fallback", BP_JF_OPTIONAL, &l->lat_fallback)))
             return st;
         l->wbits = (int)w;
@@ -430,6 +433,10 @@ bp_status bp_plan_write(const char *path, const bp_plan *p)
         e |= set_num(o, "latency_ms", l->latency_ms);
         e |= set(o, "latency_fallback", json_boolean(l->lat_fallback));
         e |= set_num(o, "omega", l->omega);
+        if (!isnan(l->omega_w) || !isnan(l->omega_a)) {
+            e |= set_num(o, "omega_w", l->omega_w);
+            e |= set_num(o, "omega_a", l->omega_a);
+        }
         e |= set(bc, l->name, json_integer(l->wbits));
         if (l->lat_fallback)
             e |= json_array_append_new(fb, json_string(l->name));

@@ -779,6 +779,8 @@ bp_status bp_ilp_to_plan(const bp_ilp_problem *p, const bp_ilp_result *r, const 
         l->wbits = p->wbits[c];
         l->abits = p->abits[c];
         l->omega = p->omega[c];
+        l->omega_a = p->omega_a ? p->omega_a[c] : NAN;
+        l->omega_w = p->omega_a ? p->omega[c] - p->omega_a[c] : NAN;
         l->size_bytes = p->cost[BP_CON_SIZE][c];
         l->bops = p->cost[BP_CON_BOPS][c];
         l->latency_ms = p->cost[BP_CON_LATENCY] ? p->cost[BP_CON_LATENCY][c] : NAN;

@@ -285,7 +285,7 @@ static const struct {
     {"[1, 2]", BP_ERR_FORMAT, {"top level must be an object"}},
     {"{\"format\": \"bitplan-plan\", \"version\": 1}", BP_ERR_FORMAT, {"\"format\"", "bitplan-sensitivity"}},
     {"{\"version\": 1, \"layers\": []}", BP_ERR_FORMAT, {"missing field \"format\""}},
-    {"{\"format\": \"bitplan-sensitivity\", \"version\": 2, \"layers\": [" L0 "]}", BP_ERR_FORMAT, {"\"version\"", "2"}},
+    {"{\"format\": \"bitplan-sensitivity\", \"version\": 3, \"layers\": [" L0 "]}", BP_ERR_FORMAT, {"\"version\"", "3"}},
     {HEAD "\"layers\": [" L0 ", " L0 "]}", BP_ERR_FORMAT, {"layer 1 (c1)", "\"name\""}},
     {HEAD "\"layers\": []}", BP_ERR_FORMAT, {"\"layers\"", "0 entries"}},
     {HEAD "\"layer\": []}", BP_ERR_FORMAT, {"missing field \"layers\""}},
