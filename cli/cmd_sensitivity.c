@@ -14,6 +14,7 @@
 
 #include "core/fileio.h"
 #include "core/onnx.h"
+#include "cli/act_cli.h"
 #include "sensitivity/sensitivity.h"
 
 static void usage(FILE *fp)
@@ -41,6 +42,7 @@ static void usage(FILE *fp)
             "  -o FILE             sensitivity JSON (required)\n"
             "  --csv FILE          CSV view as well\n"
             "  --quiet             no progress on stderr\n");
+    bp_cli_act_usage(fp);
 }
 
 /* Progress: one line per layer step in per-layer mode, one line every few
@@ -143,6 +145,8 @@ int cmd_sensitivity(int argc, char **argv)
 {
     const char *model = NULL, *data = "fashion-mnist:train", *out = NULL, *csv = NULL;
     bp_sens_opts o = bp_sens_opts_default();
+    bp_cli_act act;
+    bp_cli_act_init(&act);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         double d;
@@ -232,6 +236,9 @@ int cmd_sensitivity(int argc, char **argv)
         } else if (!strcmp(a, "--lanczos-runs")) {
             if (int_arg(a, NEXT(), &o.slq.runs))
                 return BP_EXIT_USAGE;
+        } else if ((k = bp_cli_act_option(argc, argv, &i, &act)) != 0) {
+            if (k < 0)
+                return BP_EXIT_USAGE;
         } else if (a[0] == '-' || model) {
             fprintf(stderr, "bitplan sensitivity: unexpected argument '%s'%s\n", a,
                     a[0] == '-' && !v ? " (missing value?)" : "");
@@ -290,6 +297,8 @@ int cmd_sensitivity(int argc, char **argv)
         rc = bp_cli_fail(st);
         goto done;
     }
+    if ((rc = bp_cli_act_run(g, s, &o, &act, &sens)))
+        goto done;
     if ((st = bp_sens_write(out, &sens)) || (csv && (st = bp_sens_write_csv(csv, &sens)))) {
         rc = bp_cli_fail(st);
         goto done;
