@@ -167,7 +167,8 @@ int bp_cli_act_run(const bp_graph *g, bp_stream *s, const bp_sens_opts *so, bp_c
     if (!bp_cli_quiet)
         fprintf(stderr, "bitplan sensitivity: activation traces of %d layer inputs, %d samples, "
                         "ranges (%s) from %d, %d..%d probes\n",
-                nl, o.samples, bp_calib_name(o.calib), o.calib_samples, o.trace.min_probes,
+                nl, o.samples, bp_calib_name(o.calib),
+                o.calib_samples < so->samples ? o.calib_samples : so->samples, o.trace.min_probes,
                 o.trace.max_probes);
     act_progress pc = {layers, nl, 0};
     bp_act_report rep;
