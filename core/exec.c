@@ -29,6 +29,7 @@ struct bp_exec {
     bp_real **act, **grad, **ract, **rgrad; /* (nvalues), NULL for PARAM */
     unsigned char *rzero, *rgzero; /* R-value / R-gradient is logically zero */
     unsigned char *vzero;         /* PARAM: the direction v is zero on it */
+    unsigned char *gfresh;        /* gradient not yet written this backward (garbage) */
     void **state;                 /* (nnodes) */
     bp_real *scratch;
     bp_real *prob;                /* softmax of the output after the loss */
@@ -133,6 +134,7 @@ void bp_exec_free(bp_exec *ex)
     free(ex->rzero);
     free(ex->rgzero);
     free(ex->vzero);
+    free(ex->gfresh);
     free(ex->state);
     free(ex->scratch);
     free(ex->prob);
@@ -172,9 +174,10 @@ bp_exec *bp_exec_new(const bp_graph *g, int max_batch, unsigned flags)
     ex->rzero = calloc(nv, 1);
     ex->rgzero = calloc(nv, 1);
     ex->vzero = calloc(nv, 1);
+    ex->gfresh = calloc(nv, 1);
     ex->state = calloc(g->nnodes ? g->nnodes : 1, sizeof *ex->state);
     if (!ex->dims || !ex->ndim || !ex->cap || !ex->act || !ex->grad || !ex->ract || !ex->rgrad ||
-        !ex->rzero || !ex->rgzero || !ex->vzero || !ex->state)
+        !ex->rzero || !ex->rgzero || !ex->vzero || !ex->gfresh || !ex->state)
         goto nomem;
     if (resolve(ex, max_batch)) {
         bp_exec_free(ex);
@@ -223,7 +226,13 @@ bp_real *bp_exec_act(bp_exec *ex, int v)
 
 bp_real *bp_exec_grad(bp_exec *ex, int v)
 {
-    return v >= 0 && v < ex->g->nvalues ? ex->grad[v] : NULL;
+    if (v < 0 || v >= ex->g->nvalues || !ex->grad[v])
+        return NULL;
+    if (ex->gfresh[v]) { /* no node wrote it in the last backward: it is zero */
+        memset(ex->grad[v], 0, numel_of(ex, v) * sizeof(bp_real));
+        ex->gfresh[v] = 0;
+    }
+    return ex->grad[v];
 }
 
 /* Logically-zero R buffers are cleared when someone looks at them. */
@@ -338,6 +347,7 @@ static void zero_grads(bp_exec *ex)
     for (int v = 0; v < g->nvalues; v++)
         if (!is_param(g, v) && v != g->output)
             zero_buf(ex->grad[v], numel_of(ex, v));
+    memset(ex->gfresh, 0, g->nvalues);
 }
 
 /* Ordinary backward of node i into activation grads and (if gparams) params. */
@@ -347,13 +357,30 @@ static bp_status node_backward(bp_exec *ex, int i, bp_real *params, bp_real *gpa
     const bp_node *nd = &g->nodes[i];
     bp_opctx c;
     ctx_init(ex, i, params, &c);
+    if (ex->gfresh[nd->out]) { /* an output nothing consumes: its gradient is zero */
+        zero_buf(ex->grad[nd->out], numel_of(ex, nd->out));
+        ex->gfresh[nd->out] = 0;
+    }
     c.dy = ex->grad[nd->out];
     for (int j = 0; j < nd->nin; j++) {
         int v = nd->in[j];
-        if (!is_param(g, v))
+        if (!is_param(g, v)) {
             c.dx[j] = ex->grad[v];
-        else if (gparams && param_trains(g, nd, j))
+            if (ex->gfresh[v]) {
+                /* first writer: writes instead of adding, unless the value
+                 * also sits in another slot of this node */
+                int twice = 0;
+                for (int k = 0; k < nd->nin; k++)
+                    twice |= k != j && nd->in[k] == v;
+                if (twice)
+                    zero_buf(ex->grad[v], numel_of(ex, v));
+                else
+                    c.dx_set[j] = 1;
+                ex->gfresh[v] = 0;
+            }
+        } else if (gparams && param_trains(g, nd, j)) {
             c.dx[j] = gparams + g->values[v].offset;
+        }
     }
     bp_status st = bp_op_backward(&c);
     return st ? bp_error_wrap(st, "backward") : BP_OK;
@@ -365,7 +392,9 @@ bp_status bp_backward(bp_exec *ex, bp_real *params, bp_real *gparams)
         return bp_error(BP_ERR_ARG, "backward: executor made without BP_EXEC_GRAD");
     if (!ex->loss_done)
         return bp_error(BP_ERR_ARG, "backward: call bp_loss_softmax_ce after bp_forward first");
-    zero_grads(ex);
+    /* no zeroing pass: each gradient's first writer writes it (dx_set) */
+    memset(ex->gfresh, 1, ex->g->nvalues);
+    ex->gfresh[ex->g->output] = 0;
     for (int i = ex->g->nnodes - 1; i >= 0; i--) {
         bp_status st = node_backward(ex, i, params, gparams);
         if (st)

@@ -30,6 +30,10 @@ typedef struct {
     int ynd;
     const bp_real *dy;             /* d loss / d y */
     bp_real *dx[BP_MAX_IN];        /* d loss / d input (added into) */
+    unsigned char dx_set[BP_MAX_IN]; /* backward only: dx[j] holds garbage, WRITE it
+                                      * (the first writer of a gradient skips the
+                                      * zeroing pass); ops that cannot get it
+                                      * cleared by the dispatcher first */
     const bp_real *rx[BP_MAX_IN];  /* R{input} (params: the direction v) */
     bp_real *ry;                   /* R{y} (written) */
     const bp_real *rdy;            /* R{d loss / d y} */

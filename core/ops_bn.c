@@ -81,13 +81,20 @@ static void plane_affine(size_t n, const bp_real *restrict x, bp_real *restrict 
         y[q] = a * x[q] + b;
 }
 
-/* dx += a * (dy - m1 - (x - m) * iv * m2) */
+/* dx (+)= a * (dy - m1 - (x - m) * iv * m2); set: write instead of add */
 static void plane_bwd_train(size_t n, const bp_real *restrict dy, const bp_real *restrict x,
-                            bp_real *restrict dx, bp_real a, bp_real m1, bp_real m, bp_real ivm2)
+                            bp_real *restrict dx, bp_real a, bp_real m1, bp_real m, bp_real ivm2,
+                            int set)
 {
+    if (set) {
 #pragma omp simd
-    for (size_t q = 0; q < n; q++)
-        dx[q] += a * (dy[q] - m1 - (x[q] - m) * ivm2);
+        for (size_t q = 0; q < n; q++)
+            dx[q] = a * (dy[q] - m1 - (x[q] - m) * ivm2);
+    } else {
+#pragma omp simd
+        for (size_t q = 0; q < n; q++)
+            dx[q] += a * (dy[q] - m1 - (x[q] - m) * ivm2);
+    }
 }
 
 static void plane_axpy(size_t n, const bp_real *restrict dy, bp_real *restrict dx, bp_real a)
@@ -95,6 +102,13 @@ static void plane_axpy(size_t n, const bp_real *restrict dy, bp_real *restrict d
 #pragma omp simd
     for (size_t q = 0; q < n; q++)
         dx[q] += a * dy[q];
+}
+
+static void plane_scale(size_t n, const bp_real *restrict dy, bp_real *restrict dx, bp_real a)
+{
+#pragma omp simd
+    for (size_t q = 0; q < n; q++)
+        dx[q] = a * dy[q];
 }
 
 static bp_real *st_mean(const bp_opctx *c) { return c->state; }
@@ -175,7 +189,10 @@ bp_status bp_bn_backward(bp_opctx *c)
             if (train) {
                 /* d/dx through mu_B and var_B as well */
                 bp_real m1 = (bp_real)(sdy / M), m2 = (bp_real)(sdyx / M);
-                plane_bwd_train(d.P, dy + o, x + o, dx, a, m1, mu[ch], inv[ch] * m2);
+                plane_bwd_train(d.P, dy + o, x + o, dx, a, m1, mu[ch], inv[ch] * m2,
+                                c->dx_set[0]);
+            } else if (c->dx_set[0]) {
+                plane_scale(d.P, dy + o, dx, a);
             } else {
                 plane_axpy(d.P, dy + o, dx, a);
             }

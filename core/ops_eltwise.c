@@ -144,10 +144,18 @@ bp_status bp_add_backward(bp_opctx *c)
 {
     adims d;
     adims_of(c, &d);
-    if (c->dx[0])
-        add_reduce(&d, d.sa, d.na, c->dy, c->dx[0]);
-    if (c->dx[1])
-        add_reduce(&d, d.sb, d.nb, c->dy, c->dx[1]);
+    for (int j = 0; j < 2; j++) {
+        if (!c->dx[j])
+            continue;
+        size_t nx = j ? d.nb : d.na;
+        if (c->dx_set[j] && nx == d.total) {
+            memcpy(c->dx[j], c->dy, d.total * sizeof *c->dy);
+            continue;
+        }
+        if (c->dx_set[j])
+            memset(c->dx[j], 0, nx * sizeof *c->dx[j]);
+        add_reduce(&d, j ? d.sb : d.sa, nx, c->dy, c->dx[j]);
+    }
     return BP_OK;
 }
 
@@ -239,10 +247,35 @@ static void masked_add(const bp_opctx *c, const bp_real *in, bp_real *out)
     }
 }
 
+static void masked_set_range(size_t n, const bp_real *restrict x, const bp_real *restrict in,
+                             bp_real *restrict out, bp_real lo, bp_real hi)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        bp_real xv = x[i], v = in[i];
+        v = xv > lo ? v : 0;
+        out[i] = xv < hi ? v : 0;
+    }
+}
+
 bp_status bp_act_backward(bp_opctx *c)
 {
-    if (c->dx[0])
+    if (!c->dx[0])
+        return BP_OK;
+    if (!c->dx_set[0]) {
         masked_add(c, c->dy, c->dx[0]);
+        return BP_OK;
+    }
+    bp_real lo, hi;
+    bounds(c, &lo, &hi);
+    size_t n = bp_numel(c->yd, c->ynd), nch = (n + CHUNK - 1) / CHUNK;
+    const bp_real *x = c->x[0], *dy = c->dy;
+    bp_real *dx = c->dx[0];
+#pragma omp parallel for schedule(static) if (BIG(n))
+    for (size_t k = 0; k < nch; k++) {
+        size_t a = k * CHUNK, len = n - a < CHUNK ? n - a : CHUNK;
+        masked_set_range(len, x + a, dy + a, dx + a, lo, hi);
+    }
     return BP_OK;
 }
 
@@ -270,7 +303,9 @@ bp_status bp_copy_forward(bp_opctx *c)
 
 bp_status bp_copy_backward(bp_opctx *c)
 {
-    if (c->dx[0])
+    if (c->dx[0] && c->dx_set[0])
+        memcpy(c->dx[0], c->dy, sizeof *c->dy * bp_numel(c->yd, c->ynd));
+    else if (c->dx[0])
         copy_add(bp_numel(c->yd, c->ynd), c->dy, c->dx[0]);
     return BP_OK;
 }

@@ -1,5 +1,7 @@
 /* Op dispatch: one row per op, checked at compile time to cover every op, so
  * adding an op without its kernels fails to build. */
+#include <string.h>
+
 #include "core/ops.h"
 
 typedef bp_status (*opfn)(bp_opctx *);
@@ -44,7 +46,24 @@ static bp_status bad_op(const bp_opctx *c)
     } while (0)
 
 bp_status bp_op_forward(bp_opctx *c) { DISPATCH(fwd); }
-bp_status bp_op_backward(bp_opctx *c) { DISPATCH(bwd); }
+/* Ops whose backward honours dx_set (writes instead of adding). */
+static int writes_dx(bp_op op)
+{
+    return op == BP_OP_RELU || op == BP_OP_CLIP || op == BP_OP_BN || op == BP_OP_ADD ||
+           op == BP_OP_FLATTEN || op == BP_OP_RESHAPE || op == BP_OP_IDENTITY;
+}
+
+bp_status bp_op_backward(bp_opctx *c)
+{
+    if (!writes_dx(c->node->op))
+        for (int j = 0; j < c->nin; j++)
+            if (c->dx_set[j]) {
+                if (c->dx[j])
+                    memset(c->dx[j], 0, bp_numel(c->xd[j], c->xnd[j]) * sizeof(bp_real));
+                c->dx_set[j] = 0;
+            }
+    DISPATCH(bwd);
+}
 bp_status bp_op_rop_forward(bp_opctx *c) { DISPATCH(rfwd); }
 bp_status bp_op_rop_backward(bp_opctx *c) { DISPATCH(rbwd); }
 

@@ -40,6 +40,15 @@ static void check_grad_every(bp_graph *g, int n, bp_mode mode, uint64_t seed, si
     int lab[256];
     loss_of(ex, g, x, n, (int[256]){0}, mode); /* to learn the output rows */
     make_labels(ex, g, lab, 256);
+    /* a backward on other data first, so that stale gradient buffers would
+     * show (each backward must overwrite or clear what the last one left) */
+    bp_real *x2 = malloc(nx * sizeof *x2), *gp2 = calloc(g->nparams, sizeof *gp2);
+    for (size_t i = 0; i < nx; i++)
+        x2[i] = (bp_real)(0.5 * x[i] + 0.3);
+    loss_of(ex, g, x2, n, lab, mode);
+    cr_assert_eq(bp_backward(ex, g->params, gp2), BP_OK, "%s", bp_last_error());
+    free(x2);
+    free(gp2);
     loss_of(ex, g, x, n, lab, mode);
     bp_real *gp = calloc(g->nparams, sizeof *gp);
     cr_assert_eq(bp_backward(ex, g->params, gp), BP_OK, "%s", bp_last_error());
@@ -211,6 +220,22 @@ Test(grad_op, add_residual_same_value)
     int s = NODE(g, BP_OP_ADD, NULL, h, x);
     NODE(g, BP_OP_ADD, NULL, s, s);
     check_grad(g, 3, BP_MODE_INFER, 10);
+}
+
+/* A branch nothing consumes (its gradient is zero) beside the real path, and
+ * an activation read by two nodes: the first writer of a gradient writes, the
+ * second adds. */
+Test(grad_op, dangling_branch_and_shared_input)
+{
+    bp_graph *g = bp_graph_new();
+    int x = IN(g, 2, D(1), D(5));
+    int h = NODE(g, BP_OP_RELU, NULL, x);
+    NODE(g, BP_OP_CLIP, NULL, h); /* dangling */
+    int a = NODE(g, BP_OP_GEMM, NULL, h, PAR(g, 2, D(5), D(4)));
+    int b = NODE(g, BP_OP_GEMM, NULL, x, PAR(g, 2, D(5), D(4)));
+    int y = NODE(g, BP_OP_ADD, NULL, a, b);
+    g->output = y;
+    check_grad(g, 3, BP_MODE_INFER, 17);
 }
 
 static void bn_case(bp_mode mode)
