@@ -56,7 +56,7 @@ static int bits_val(const char *s, bp_act_opts *o)
         char *end;
         errno = 0;
         long x = strtol(p, &end, 10);
-        if (end == p || errno || n >= BP_SENS_MAX_CAND)
+        if (end == p || errno || n >= BP_SENS_MAX_CAND || x < BP_ACT_MIN_BITS || x > BP_ACT_MAX_BITS)
             return -1;
         b[n++] = (int)x;
         p = end;
@@ -90,7 +90,7 @@ int bp_cli_act_option(int argc, char **argv, int *i, bp_cli_act *a)
     int k;
     if (!strcmp(opt, "--act-bits")) {
         if (bits_val(v, &a->o))
-            return bad(opt, v, "takes a list like 4,6,8");
+            return bad(opt, v, "takes a list of bits 2..16 like 4,6,8");
     } else if (!strcmp(opt, "--act-calib")) {
         if (int_val(v, 1, &a->o.calib_samples))
             return bad(opt, v, "needs a positive integer");
