@@ -213,8 +213,15 @@ static void print_plan(const bp_plan *plan, const bp_sens *s, int batch)
 
 static void print_sweep(const bp_ilp_problem *p, bp_con_kind k, const bp_sweep_point *pts, int n)
 {
+    /* When activation bits are searched (some layer offers two a for one w),
+     * each layer is shown as w:a. */
+    int wa = 0;
+    for (int i = 0; i < p->n && !wa; i++)
+        for (int c = p->off[i]; c < p->off[i + 1] && !wa; c++)
+            for (int d = p->off[i]; d < c && !wa; d++)
+                wa = p->allowed[c] && p->allowed[d] && p->wbits[c] == p->wbits[d];
     printf("%-16s %-14s %-12s %-14s %-12s %s\n", "budget", "size", "BOPs", "latency", "objective",
-           "weight bits per layer");
+           wa ? "w:a bits per layer" : "weight bits per layer");
     for (int j = 0; j < n; j++) {
         char b[32], sz[32], bo[32], lat[32];
         fmt_value(b, sizeof b, k, pts[j].budget);
@@ -222,8 +229,13 @@ static void print_sweep(const bp_ilp_problem *p, bp_con_kind k, const bp_sweep_p
         fmt_bops(bo, sizeof bo, pts[j].total[BP_CON_BOPS]);
         fmt_value(lat, sizeof lat, BP_CON_LATENCY, pts[j].total[BP_CON_LATENCY]);
         printf("%-16s %-14s %-12s %-14s %-12.5g ", b, sz, bo, lat, pts[j].objective);
-        for (int i = 0; i < p->n; i++)
-            printf("%d%s", p->wbits[pts[j].choice[i]], i + 1 < p->n ? "," : "");
+        for (int i = 0; i < p->n; i++) {
+            int c = pts[j].choice[i];
+            if (wa)
+                printf("%d:%d%s", p->wbits[c], p->abits[c], i + 1 < p->n ? "," : "");
+            else
+                printf("%d%s", p->wbits[c], i + 1 < p->n ? "," : "");
+        }
         printf("%s\n", pts[j].status == BP_PLAN_FEASIBLE ? " (not proven optimal)" : "");
     }
 }
