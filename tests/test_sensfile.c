@@ -340,6 +340,21 @@ static const struct {
     {HEAD "\"layers\": [{\"name\": \"fc\", \"op\": \"Gemm\", \"params\": 5, \"macs\": 10, \"cout\": 1, "
           "\"candidates\": [{\"bits\": 8, \"omega\": 1}], \"act_candidates\": [{\"bits\": 4}]}]}",
      BP_ERR_FORMAT, {"layer 0 (fc): act_candidates[0]", "missing field \"omega\""}},
+    /* version-2 activation fields */
+    {HEAD "\"layers\": [{\"name\": \"fc\", \"op\": \"Gemm\", \"params\": 5, \"macs\": 10, \"cout\": 1, "
+          "\"candidates\": [{\"bits\": 8, \"omega\": 1}], \"act_candidates\": [{\"bits\": 4, \"omega\": 1, "
+          "\"clip\": -1}]}]}",
+     BP_ERR_FORMAT, {"layer 0 (fc): act_candidates[0]", "\"clip\""}},
+    {HEAD "\"layers\": [{\"name\": \"fc\", \"op\": \"Gemm\", \"params\": 5, \"macs\": 10, \"cout\": 1, "
+          "\"act_numel\": -3, \"candidates\": [{\"bits\": 8, \"omega\": 1}]}]}",
+     BP_ERR_FORMAT, {"layer 0 (fc)", "\"act_numel\""}},
+    {HEAD "\"layers\": [{\"name\": \"fc\", \"op\": \"Gemm\", \"params\": 5, \"macs\": 10, \"cout\": 1, "
+          "\"act_signed\": \"yes\", \"candidates\": [{\"bits\": 8, \"omega\": 1}]}]}",
+     BP_ERR_FORMAT, {"layer 0 (fc)", "\"act_signed\""}},
+    {HEAD "\"settings\": {\"act\": {\"calib\": \"l1\"}}, \"layers\": [" L0 "]}", BP_ERR_FORMAT,
+     {"settings: act", "\"calib\"", "l1"}},
+    {HEAD "\"settings\": {\"act\": {\"bits\": [4, 40]}}, \"layers\": [" L0 "]}", BP_ERR_FORMAT,
+     {"settings: act", "\"bits\"[1]"}},
 };
 
 Test(sensfile, bad_files_are_rejected_with_file_layer_and_field)
@@ -368,4 +383,49 @@ Test(sensfile, missing_file_is_an_io_error)
     char path[128];
     snprintf(path, sizeof path, "%s/none.json", tmpdir);
     cr_assert_eq(bp_sens_read(path, &s), BP_ERR_IO);
+}
+
+/* Version 2 only for files with activation terms: weight-only files stay
+ * readable by version-1 readers. */
+Test(sensfile, version_two_only_with_activation_terms)
+{
+    for (int act = 0; act < 2; act++) {
+        bp_sens s;
+        cr_assert_eq(bp_sens_init(&s, 1), BP_OK);
+        bp_sens_layer *l = &s.layers[0];
+        strcpy(l->sig.name, "fc");
+        l->sig.op = BP_OP_GEMM;
+        l->sig.params = 10;
+        l->sig.cout = 2;
+        l->ncand = 1;
+        l->cand[0] = (bp_sens_cand){.bits = 8, .dw2 = NAN, .omega = 0.5};
+        if (act) {
+            l->has_act = 1;
+            l->act_trace = 2;
+            l->act_stderr = 0.1;
+            l->act_probes = 7;
+            l->act_numel = 64;
+            l->act_signed = 0;
+            l->nact = 1;
+            l->act[0] = (bp_sens_act_cand){.bits = 4, .dx2 = 3.2, .omega = 0.1, .clip = 5.5};
+        }
+        char path[128];
+        snprintf(path, sizeof path, "%s/v%d.json", tmpdir, act);
+        cr_assert_eq(bp_sens_write(path, &s), BP_OK, "%s", bp_last_error());
+        char *text;
+        size_t len;
+        cr_assert_eq(bp_read_file(path, &text, &len), BP_OK);
+        cr_assert(strstr(text, act ? "\"version\": 2" : "\"version\": 1"), "%s", text);
+        cr_assert_eq(strstr(text, "act_") != NULL, act);
+        free(text);
+        bp_sens b;
+        cr_assert_eq(bp_sens_read(path, &b), BP_OK, "%s", bp_last_error());
+        cr_assert_eq(b.layers[0].act_signed, act ? 0 : -1);
+        cr_assert_eq(b.layers[0].act_probes, act ? 7 : 0);
+        cr_assert_eq(b.layers[0].act_numel, act ? 64 : 0);
+        if (act)
+            cr_assert_eq(b.layers[0].act[0].clip, 5.5);
+        bp_sens_free(&b);
+        bp_sens_free(&s);
+    }
 }
