@@ -341,31 +341,22 @@ static void zero_buf(bp_real *p, size_t n)
     }
 }
 
-static void zero_grads(bp_exec *ex)
-{
-    const bp_graph *g = ex->g;
-    for (int v = 0; v < g->nvalues; v++)
-        if (!is_param(g, v) && v != g->output)
-            zero_buf(ex->grad[v], numel_of(ex, v));
-    memset(ex->gfresh, 0, g->nvalues);
-}
-
 /* Ordinary backward of node i into activation grads and (if gparams) params. */
-static bp_status node_backward(bp_exec *ex, int i, bp_real *params, bp_real *gparams)
+/* Points the context's dy and dx at the gradient buffers: activations get
+ * their gradient (the first writer of a fresh one is told to write rather
+ * than add), trainable parameters their slice of gparams. */
+static void set_grads(bp_exec *ex, const bp_node *nd, bp_opctx *c, bp_real *gparams)
 {
     const bp_graph *g = ex->g;
-    const bp_node *nd = &g->nodes[i];
-    bp_opctx c;
-    ctx_init(ex, i, params, &c);
     if (ex->gfresh[nd->out]) { /* an output nothing consumes: its gradient is zero */
         zero_buf(ex->grad[nd->out], numel_of(ex, nd->out));
         ex->gfresh[nd->out] = 0;
     }
-    c.dy = ex->grad[nd->out];
+    c->dy = ex->grad[nd->out];
     for (int j = 0; j < nd->nin; j++) {
         int v = nd->in[j];
         if (!is_param(g, v)) {
-            c.dx[j] = ex->grad[v];
+            c->dx[j] = ex->grad[v];
             if (ex->gfresh[v]) {
                 /* first writer: writes instead of adding, unless the value
                  * also sits in another slot of this node */
@@ -375,13 +366,29 @@ static bp_status node_backward(bp_exec *ex, int i, bp_real *params, bp_real *gpa
                 if (twice)
                     zero_buf(ex->grad[v], numel_of(ex, v));
                 else
-                    c.dx_set[j] = 1;
+                    c->dx_set[j] = 1;
                 ex->gfresh[v] = 0;
             }
         } else if (gparams && param_trains(g, nd, j)) {
-            c.dx[j] = gparams + g->values[v].offset;
+            c->dx[j] = gparams + g->values[v].offset;
         }
     }
+}
+
+/* No zeroing pass before a backward: every activation gradient but the
+ * seeded output's starts "fresh" and its first writer writes it. */
+static void fresh_grads(bp_exec *ex)
+{
+    memset(ex->gfresh, 1, ex->g->nvalues);
+    ex->gfresh[ex->g->output] = 0;
+}
+
+/* Ordinary backward of node i into activation grads and (if gparams) params. */
+static bp_status node_backward(bp_exec *ex, int i, bp_real *params, bp_real *gparams)
+{
+    bp_opctx c;
+    ctx_init(ex, i, params, &c);
+    set_grads(ex, &ex->g->nodes[i], &c, gparams);
     bp_status st = bp_op_backward(&c);
     return st ? bp_error_wrap(st, "backward") : BP_OK;
 }
@@ -392,9 +399,7 @@ bp_status bp_backward(bp_exec *ex, bp_real *params, bp_real *gparams)
         return bp_error(BP_ERR_ARG, "backward: executor made without BP_EXEC_GRAD");
     if (!ex->loss_done)
         return bp_error(BP_ERR_ARG, "backward: call bp_loss_softmax_ce after bp_forward first");
-    /* no zeroing pass: each gradient's first writer writes it (dx_set) */
-    memset(ex->gfresh, 1, ex->g->nvalues);
-    ex->gfresh[ex->g->output] = 0;
+    fresh_grads(ex);
     for (int i = ex->g->nnodes - 1; i >= 0; i--) {
         bp_status st = node_backward(ex, i, params, gparams);
         if (st)
@@ -505,7 +510,7 @@ static bp_status rop_backward(bp_exec *ex, const bp_real *params, const bp_real 
         return bp_error(BP_ERR_ARG, "R-backward: executor made without BP_EXEC_ROP");
     if (!ex->loss_done || ex->mode != BP_MODE_INFER)
         return bp_error(BP_ERR_ARG, "R-backward: needs forward (inference mode), loss and R-forward first");
-    zero_grads(ex);
+    fresh_grads(ex);
     for (int v = 0; v < g->nvalues; v++)
         if (v != g->output)
             ex->rgzero[v] = 1;
@@ -514,14 +519,7 @@ static bp_status rop_backward(bp_exec *ex, const bp_real *params, const bp_real 
         const bp_node *nd = &g->nodes[i];
         bp_opctx c;
         ctx_init(ex, i, (bp_real *)params, &c);
-        c.dy = ex->grad[nd->out];
-        for (int j = 0; j < nd->nin; j++) {
-            int v = nd->in[j];
-            if (!is_param(g, v))
-                c.dx[j] = ex->grad[v];
-            else if (gparams && param_trains(g, nd, j))
-                c.dx[j] = gparams + g->values[v].offset;
-        }
+        set_grads(ex, nd, &c, gparams);
         c.rdy = ex->rgzero[nd->out] ? NULL : ex->rgrad[nd->out];
         int any = c.rdy != NULL;
         for (int j = 0; j < nd->nin; j++)

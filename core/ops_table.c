@@ -69,8 +69,15 @@ bp_status bp_op_rop_backward(bp_opctx *c) { DISPATCH(rbwd); }
 
 bp_status bp_op_bwd_rop(bp_opctx *c)
 {
-    if (c->node->op == BP_OP_CONV)
+    if (c->node->op == BP_OP_CONV) {
+        for (int j = 0; j < c->nin; j++)
+            if (c->dx_set[j]) { /* the fused conv kernel only adds */
+                if (c->dx[j])
+                    memset(c->dx[j], 0, bp_numel(c->xd[j], c->xnd[j]) * sizeof(bp_real));
+                c->dx_set[j] = 0;
+            }
         return bp_conv_bwd_rop(c);
+    }
     bp_status st = bp_op_backward(c);
     return st ? st : bp_op_rop_backward(c);
 }

@@ -92,6 +92,10 @@ static void check_hvp_fd_only(bp_graph *g, int n, uint64_t seed, int only)
     bp_real *hv = malloc(np * sizeof *hv), *gr = malloc(np * sizeof *gr);
     bp_real *gp = malloc(np * sizeof *gp), *gm = malloc(np * sizeof *gm), *g0 = malloc(np * sizeof *g0);
     double *fd = calloc(np, sizeof *fd);
+    /* an HVP along another direction first: stale buffers would show */
+    bp_real *w0 = direction(g);
+    hvp(&c, w0, hv, gr);
+    free(w0);
     hvp(&c, v, hv, gr);
     grad_at(&c, g0);
     cr_expect_leq(rel_err(gr, g0, np), 1e-12, "bp_hvp's gradient differs from bp_backward's");
