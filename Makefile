@@ -21,6 +21,13 @@ WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 BPFLAGS := -std=gnu11 -fopenmp -fPIC $(WARN) -I. -I$(BUILD)/gen -MMD -MP
 LDLIBS  := -lglpk -lgsl -llapacke -lopenblas -lprotobuf-c -ljansson -lz -lm -fopenmp
 
+# MPI=1: the Open MPI build (mpicc, -DBP_MPI; core/dist.c, docs/MPI.md). Use its
+# own BUILD dir, e.g. `make MPI=1 BUILD=build-mpi`; the plain build stays MPI-free.
+ifeq ($(MPI),1)
+CC      := mpicc
+BPFLAGS += -DBP_MPI
+endif
+
 ifeq ($(V),0)
 Q := @
 else
@@ -50,6 +57,9 @@ BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB   := $(BUILD)/libbitplan.a
 LIB64 := $(BUILD)/libbitplan64.a
 BIN   := bin/bitplan
+ifeq ($(MPI),1)
+BIN   := $(BUILD)/bin/bitplan
+endif
 
 .PHONY: all deps check test demo bench clean lib tests
 .SECONDARY:
@@ -83,7 +93,7 @@ $(LIB64): $(LIB64_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BIN): $(CLI_OBJ) $(LIB)
-	@mkdir -p bin
+	@mkdir -p $(dir $@)
 	@$(if $(filter 0,$(V)),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
 

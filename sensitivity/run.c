@@ -8,6 +8,7 @@
 
 #include "core/fileio.h"
 #include "ilp/ilp.h"
+#include "sensitivity/dist_op.h"
 #include "sensitivity/sensitivity.h"
 
 const char *bp_neg_name(bp_neg_policy p)
@@ -114,9 +115,16 @@ bp_status bp_sens_run(const bp_graph *g, bp_stream *s, const char *model_path,
     bp_trace_est *est = NULL;
     bp_sens_note *notes = NULL;
     bp_slq_result slq = {0};
-    if ((st = bp_model_op_new_stream(g, s, o->samples, o->batch, &m)))
+    st = bp_model_op_new_stream(g, s, o->samples, o->batch, &m);
+    /* Over several processes (sensitivity/dist_op.h, docs/MPI.md) every rank
+     * holds a shard of the data and products are summed over ranks; with one
+     * process the wrapper changes nothing. */
+    bp_dist_op *dop = NULL;
+    if ((st = bp_dist_op_new(st, m, &dop))) {
+        bp_model_op_free(m);
         return st;
-    bp_linop op = bp_model_op_linop(m);
+    }
+    bp_linop op = bp_dist_op_linop(dop);
     const bp_layer *layers;
     const bp_block *blocks;
     int nl = bp_model_op_layers(m, &layers, &blocks);
@@ -144,7 +152,7 @@ bp_status bp_sens_run(const bp_graph *g, bp_stream *s, const char *model_path,
     ss->tolerance = o->trace.tol;
     ss->min_probes = o->trace.min_probes;
     ss->max_probes = o->trace.max_probes;
-    ss->samples = bp_model_op_samples(m);
+    ss->samples = bp_dist_op_samples(dop);
     ss->batch = o->batch < ss->samples ? o->batch : ss->samples;
     snprintf(ss->quantizer, sizeof ss->quantizer, "%s", bp_clip_name(o->clip));
     ss->nbits = o->nbits;
@@ -234,8 +242,8 @@ bp_status bp_sens_run(const bp_graph *g, bp_stream *s, const char *model_path,
 
     if (report) {
         report->products = bp_model_op_products(m);
-        report->loss = bp_model_op_loss(m);
-        report->samples = bp_model_op_samples(m);
+        report->loss = bp_dist_op_loss(dop);
+        report->samples = bp_dist_op_samples(dop);
         report->seconds = now() - t0;
         report->notes = notes;
         notes = NULL;
@@ -243,6 +251,7 @@ bp_status bp_sens_run(const bp_graph *g, bp_stream *s, const char *model_path,
     bp_slq_free(&slq);
     free(notes);
     free(est);
+    bp_dist_op_free(dop);
     bp_model_op_free(m);
     return BP_OK;
 
@@ -250,6 +259,7 @@ fail:
     bp_slq_free(&slq);
     free(notes);
     free(est);
+    bp_dist_op_free(dop);
     bp_model_op_free(m);
     bp_sens_free(out);
     return st;
