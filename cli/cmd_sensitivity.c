@@ -12,9 +12,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/dist.h"
 #include "core/fileio.h"
 #include "core/onnx.h"
 #include "cli/act_cli.h"
+#include "sensitivity/dist_op.h"
 #include "sensitivity/sensitivity.h"
 
 static void usage(FILE *fp)
@@ -260,22 +262,25 @@ int cmd_sensitivity(int argc, char **argv)
     bp_sens sens = {0};
     bp_sens_report rep = {0};
     bp_layer *layers = NULL;
-    int nl = 0, rc = BP_EXIT_OK;
-    /* both outputs are checked writable before the work and before either is written */
-    bp_status st = bp_out_probe(out);
-    if (!st)
+    int nl = 0, rc = BP_EXIT_OK, nlocal = 0;
+    /* both outputs are checked writable before the work and before either is
+     * written; under MPI (docs/MPI.md) rank 0 alone writes */
+    bp_status st = bp_dist_rank() == 0 ? bp_out_probe(out) : BP_OK;
+    if (!st && bp_dist_rank() == 0)
         st = bp_out_probe(csv);
+    if (!st && act.on && bp_dist_size() > 1)
+        st = bp_error(BP_ERR_UNSUPPORTED, "--act is not distributed: run it with one process");
     if (!st)
         st = bp_onnx_load(model, &g);
     if (!st)
         st = bp_graph_layers(g, &layers, &nl);
     if (!st) {
         bp_data_opts dopt = bp_data_opts_default();
-        dopt.limit = o.samples;
-        st = bp_stream_open(data, &dopt, &s);
+        int n = 0;
+        /* this rank's shard (all of it with one process); n over every rank */
+        st = bp_dist_stream_open(data, &dopt, o.samples, o.batch, &s, &n);
         if (!st) {
-            int n;
-            bp_stream_info(s, NULL, NULL, NULL, &n, NULL);
+            bp_stream_info(s, NULL, NULL, NULL, &nlocal, NULL);
             if (n < o.samples) {
                 if (!bp_cli_quiet)
                     fprintf(stderr, "bitplan sensitivity: %s has %d samples; using all of them\n", data, n);
@@ -283,23 +288,36 @@ int cmd_sensitivity(int argc, char **argv)
             }
         }
     }
+    st = bp_dist_agree(st); /* every rank stops when one could not start */
     if (st) {
         rc = bp_cli_fail(st);
         goto done;
     }
+    if (!bp_cli_quiet && bp_dist_size() > 1)
+        fprintf(stderr, "bitplan sensitivity: %d processes share the samples in whole batches of %d "
+                        "(rank 0 has %d)\n", bp_dist_size(), o.batch, nlocal);
     if (!bp_cli_quiet)
         fprintf(stderr, "bitplan sensitivity: %s, %d layers, %d samples from %s, %s probes, tol %g, %d..%d probes\n",
                 model, nl, o.samples, data, bp_probe_name(o.trace.scheme), o.trace.tol,
                 o.trace.min_probes, o.trace.max_probes);
     progress_ctx pc = {layers, nl, 0, -2, NULL};
-    st = bp_sens_run(g, s, model, &o, &sens, &rep, bp_cli_quiet ? NULL : on_progress, &pc);
+    bp_sens_opts local = o;
+    local.samples = nlocal; /* this rank's shard; the run sums over ranks */
+    st = bp_sens_run(g, s, model, &local, &sens, &rep, bp_cli_quiet ? NULL : on_progress, &pc);
+    if (!st || !bp_dist_failed_together())
+        st = bp_dist_agree(st); /* a rank that failed on its own tells the others */
     if (st) {
         rc = bp_cli_fail(st);
         goto done;
     }
     if ((rc = bp_cli_act_run(g, s, &o, &act, &sens)))
         goto done;
-    if ((st = bp_sens_write(out, &sens)) || (csv && (st = bp_sens_write_csv(csv, &sens)))) {
+    if (bp_dist_rank() == 0) {
+        st = bp_sens_write(out, &sens);
+        if (!st && csv)
+            st = bp_sens_write_csv(csv, &sens);
+    }
+    if ((st = bp_dist_agree(st))) {
         rc = bp_cli_fail(st);
         goto done;
     }
@@ -327,7 +345,7 @@ int cmd_sensitivity(int argc, char **argv)
         printf("%ld Hessian-vector products over %d samples in %.2f s (loss %.6g)\n", rep.products, rep.samples,
                rep.seconds, rep.loss);
     }
-    for (int i = 0; i < sens.nlayers; i++) {
+    for (int i = 0; i < sens.nlayers && bp_dist_rank() == 0; i++) {
         const bp_sens_layer *sl = &sens.layers[i];
         if (!sl->converged)
             fprintf(stderr, "bitplan sensitivity: warning: layer '%s': trace did not converge in %d probes "

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/mpi_cli.h"
+#include "core/dist.h"
+
 /* Subcommands not yet built into this binary are weak and show as such. */
 #pragma weak cmd_info
 #pragma weak cmd_eval
@@ -37,7 +40,9 @@ static const struct {
 int bp_cli_fail(bp_status st)
 {
     const char *m = bp_last_error();
-    fprintf(stderr, "bitplan: %s\n", m && m[0] ? m : bp_strerror(st));
+    /* under MPI only the failing rank and rank 0 speak (cli/mpi_cli.c) */
+    if (!(bp_dist_failed_elsewhere() && bp_dist_rank() != 0))
+        fprintf(stderr, "bitplan: %s\n", m && m[0] ? m : bp_strerror(st));
     return st == BP_ERR_INFEASIBLE ? BP_EXIT_INFEASIBLE
            : st == BP_ERR_ARG      ? BP_EXIT_USAGE
                                    : BP_EXIT_FAIL;
@@ -69,6 +74,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "bitplan: '%s' is not built into this binary\n", argv[1]);
             return BP_EXIT_FAIL;
         }
+#ifdef BP_MPI
+        if (!strcmp(argv[1], "sensitivity")) /* over several processes: docs/MPI.md */
+            return bp_cli_mpi_run(commands[i].fn, argc - 1, argv + 1);
+#endif
         return commands[i].fn(argc - 1, argv + 1);
     }
     fprintf(stderr, "bitplan: unknown command '%s'\n", argv[1]);
