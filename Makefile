@@ -116,6 +116,7 @@ tests: $(TEST_BIN) $(BIN)
 check: deps
 	$(Q)$(MAKE) --no-print-directory tests
 	$(Q)tools/run-tests $(BUILD)/tests $(TESTS)
+	$(Q)[ -n "$(TESTS)" ] || MAKE="$(MAKE)" MPI_BUILD="$(BUILD)-mpi" tools/mpi-check
 
 test: check
 
