@@ -1,15 +1,11 @@
 /* fuzz_onnx — libFuzzer target for the ONNX loader (protobuf-c decoding,
  * initializer conversion, constant folding, the batch rule, shape inference)
  * and for what follows a successful load: the layer table and the writer.
- * Nothing may crash, leak or read out of bounds, whatever the bytes. Not built
- * by the Makefile; build (after `make` made $(BUILD)/gen) and run:
+ * Nothing may crash, leak or read out of bounds, whatever the bytes.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Ibuild/gen -Ibuild/gen/onnx \
- *       fuzz/fuzz_onnx.c core/onnx_read.c core/onnx_write.c core/onnx_fold.c \
- *       core/onnx_tensor.c core/graph.c core/error.c core/fileio.c core/sha256.c \
- *       build/gen/onnx/onnx.pb-c.c -lprotobuf-c -lm -o /tmp/fuzz_onnx
- *   mkdir -p /tmp/onnx_corpus && cp tests/fixtures/onnx/[a-z]*.onnx /tmp/onnx_corpus/
- *   /tmp/fuzz_onnx -max_total_time=180 /tmp/onnx_corpus   # 180 s: ~530k runs, no findings
+ * Built and run by `make fuzz` (FUZZ=fuzz_onnx FUZZ_SECONDS=600 for one long
+ * run); seeds in fuzz/corpus/fuzz_onnx/ (copies of small tests/fixtures/onnx
+ * models). docs/RELIABILITY.md has the run counts.
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -1,13 +1,10 @@
 /* fuzz_profile — libFuzzer target for the latency profile parser and the
  * lookups that follow a successful parse (nothing may crash, leak or read out
- * of bounds, whatever the file holds). Not built by the Makefile; build and run:
+ * of bounds, whatever the file holds).
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_profile.c \
- *       latency/profile.c latency/profile_json.c latency/lookup.c core/error.c \
- *       core/graph.c core/fileio.c core/sha256.c -ljansson -lgsl -lopenblas -lm \
- *       -o /tmp/fuzz_profile
- *   mkdir -p /tmp/corpus && cp profiles/t4-resnet18.json profiles/t4-roofline.json /tmp/corpus/
- *   /tmp/fuzz_profile -max_total_time=60 /tmp/corpus   # 60 s: ~200k runs, no findings
+ * Built and run by `make fuzz` (FUZZ=fuzz_profile FUZZ_SECONDS=600 for one
+ * long run); seeds in fuzz/corpus/fuzz_profile/ (the shipped profiles).
+ * docs/RELIABILITY.md has the run counts.
  */
 #include <stddef.h>
 #include <stdint.h>
