@@ -532,7 +532,15 @@ static bp_status rop_backward(bp_exec *ex, const bp_real *params, const bp_real 
                 int v = nd->in[j];
                 if (!is_param(g, v)) {
                     if (ex->rgzero[v]) {
-                        zero_buf(ex->rgrad[v], numel_of(ex, v));
+                        /* first writer writes (as for gradients), unless the
+                         * value also sits in another slot of this node */
+                        int twice = 0;
+                        for (int k = 0; k < nd->nin; k++)
+                            twice |= k != j && nd->in[k] == v;
+                        if (twice)
+                            zero_buf(ex->rgrad[v], numel_of(ex, v));
+                        else
+                            c.rdx_set[j] = 1;
                         ex->rgzero[v] = 0;
                     }
                     c.rdx[j] = ex->rgrad[v];

@@ -38,6 +38,7 @@ typedef struct {
     bp_real *ry;                   /* R{y} (written) */
     const bp_real *rdy;            /* R{d loss / d y} */
     bp_real *rdx[BP_MAX_IN];       /* R{d loss / d input} (added into) */
+    unsigned char rdx_set[BP_MAX_IN]; /* like dx_set, for rdx in the R-backward */
     bp_mode mode;
     void *state;                   /* per-node buffer of op_state_bytes() bytes */
     bp_real *scratch;              /* shared scratch of op_scratch_reals() reals */

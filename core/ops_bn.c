@@ -264,7 +264,11 @@ bp_status bp_bn_rop_backward(bp_opctx *c)
             if (rx)
                 dyrx += plane_dot(d.P, dy + o, rx + o);
             if (c->rdx[0]) {
-                if (rdy)
+                if (c->rdx_set[0] && rdy) /* first writer: write */
+                    plane_scale(d.P, rdy + o, c->rdx[0] + o, a);
+                else if (c->rdx_set[0])
+                    memset(c->rdx[0] + o, 0, d.P * sizeof(bp_real));
+                else if (rdy)
                     plane_axpy(d.P, rdy + o, c->rdx[0] + o, a);
                 if (s != 0)
                     plane_axpy(d.P, dy + o, c->rdx[0] + o, s);

@@ -167,17 +167,11 @@ bp_status bp_add_rop_forward(bp_opctx *c)
     return BP_OK;
 }
 
+static bp_status rop_as_backward(bp_opctx *c, bp_status (*bwd)(bp_opctx *));
+
 bp_status bp_add_rop_backward(bp_opctx *c)
 {
-    if (!c->rdy)
-        return BP_OK;
-    adims d;
-    adims_of(c, &d);
-    if (c->rdx[0])
-        add_reduce(&d, d.sa, d.na, c->rdy, c->rdx[0]);
-    if (c->rdx[1])
-        add_reduce(&d, d.sb, d.nb, c->rdy, c->rdx[1]);
-    return BP_OK;
+    return rop_as_backward(c, bp_add_backward);
 }
 
 /* ---- Relu, Clip --------------------------------------------------------------------- */
@@ -286,11 +280,26 @@ bp_status bp_act_rop_forward(bp_opctx *c)
     return BP_OK;
 }
 
+/* The R-backward of the linear and piecewise-linear ops is their backward
+ * applied to R{dy}; rdx_set (write, not add) carries over. */
+static bp_status rop_as_backward(bp_opctx *c, bp_status (*bwd)(bp_opctx *))
+{
+    if (!c->rdy) {
+        for (int j = 0; j < c->nin; j++)
+            if (c->rdx_set[j] && c->rdx[j])
+                memset(c->rdx[j], 0, bp_numel(c->xd[j], c->xnd[j]) * sizeof(bp_real));
+        return BP_OK;
+    }
+    bp_opctx t = *c;
+    t.dy = c->rdy;
+    memcpy(t.dx, c->rdx, sizeof t.dx);
+    memcpy(t.dx_set, c->rdx_set, sizeof t.dx_set);
+    return bwd(&t);
+}
+
 bp_status bp_act_rop_backward(bp_opctx *c)
 {
-    if (c->rdy && c->rdx[0])
-        masked_add(c, c->rdy, c->rdx[0]);
-    return BP_OK;
+    return rop_as_backward(c, bp_act_backward);
 }
 
 /* ---- Flatten, Reshape, Identity: the data is copied unchanged ------------------------ */
@@ -318,7 +327,5 @@ bp_status bp_copy_rop_forward(bp_opctx *c)
 
 bp_status bp_copy_rop_backward(bp_opctx *c)
 {
-    if (c->rdy && c->rdx[0])
-        copy_add(bp_numel(c->yd, c->ynd), c->rdy, c->rdx[0]);
-    return BP_OK;
+    return rop_as_backward(c, bp_copy_backward);
 }

@@ -67,19 +67,35 @@ bp_status bp_op_backward(bp_opctx *c)
 bp_status bp_op_rop_forward(bp_opctx *c) { DISPATCH(rfwd); }
 bp_status bp_op_rop_backward(bp_opctx *c) { DISPATCH(rbwd); }
 
+/* Ops whose R-backward honours rdx_set. */
+static int writes_rdx(bp_op op)
+{
+    return writes_dx(op);
+}
+
+static void clear_set(bp_opctx *c, unsigned char *set, bp_real *const *buf)
+{
+    for (int j = 0; j < c->nin; j++)
+        if (set[j]) {
+            if (buf[j])
+                memset(buf[j], 0, bp_numel(c->xd[j], c->xnd[j]) * sizeof(bp_real));
+            set[j] = 0;
+        }
+}
+
 bp_status bp_op_bwd_rop(bp_opctx *c)
 {
-    if (c->node->op == BP_OP_CONV) {
-        for (int j = 0; j < c->nin; j++)
-            if (c->dx_set[j]) { /* the fused conv kernel only adds */
-                if (c->dx[j])
-                    memset(c->dx[j], 0, bp_numel(c->xd[j], c->xnd[j]) * sizeof(bp_real));
-                c->dx_set[j] = 0;
-            }
+    if (c->node->op == BP_OP_CONV) { /* the fused conv kernel only adds */
+        clear_set(c, c->dx_set, c->dx);
+        clear_set(c, c->rdx_set, c->rdx);
         return bp_conv_bwd_rop(c);
     }
     bp_status st = bp_op_backward(c);
-    return st ? st : bp_op_rop_backward(c);
+    if (st)
+        return st;
+    if (!writes_rdx(c->node->op))
+        clear_set(c, c->rdx_set, c->rdx);
+    return bp_op_rop_backward(c);
 }
 
 size_t bp_op_state_bytes(const bp_opctx *c)
