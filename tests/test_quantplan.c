@@ -169,3 +169,55 @@ Test(calib, clipping_choices)
     cr_assert(c < 5 && c > 0.5, "mse clip %g", c);
     free(s), free(x);
 }
+
+/* The evaluation report on the reference LeNet-5: consistent numbers and a
+ * JSON object with the documented fields; size and BOPs recomputed here from
+ * the layer table. */
+#include "core/onnx.h"
+#include "quant/evalplan.h"
+
+Test(evalplan, report_on_reference_lenet5)
+{
+    bp_graph *g = NULL;
+    cr_assert_eq(bp_onnx_load("models/lenet5.onnx", &g), BP_OK,
+                 "the reference model must be present (run from the repository root): %s", bp_last_error());
+    bp_layer *L;
+    int nl;
+    cr_assert_eq(bp_graph_layers(g, &L, &nl), BP_OK);
+    int wb[16], ab[16];
+    for (int i = 0; i < nl; i++) {
+        wb[i] = i % 2 ? 4 : 8;
+        ab[i] = 8;
+    }
+    bp_evalq_opts o = bp_evalq_opts_default();
+    o.limit = 200;
+    o.calib = 64;
+    o.acc_bits = 16;
+    bp_evalq_report r;
+    cr_assert_eq(bp_evalq_run(g, wb, ab, NULL, &o, &r), BP_OK, "%s", bp_last_error());
+    cr_assert_eq(r.n, 200);
+    cr_assert_eq(r.nlayers, nl);
+    cr_assert(r.acc_float > 0.7 && r.acc_int > 0.6, "float %g int %g", r.acc_float, r.acc_int);
+    cr_assert_eq(r.acc_int, r.acc_fq); /* integer == dyadic simulation, value for value */
+    cr_assert_eq(r.agree, 1.0);
+    double size = 0, bops = 0;
+    for (int i = 0; i < nl; i++) {
+        size += ceil((double)L[i].params * wb[i] / 8) + 12.0 * (double)L[i].cout;
+        bops += (double)L[i].macs * wb[i] * ab[i];
+        cr_assert_eq(r.layers[i].acc_worst, bp_acc_bits_worst(wb[i], ab[i], L[i].fan_in));
+        cr_assert_leq(r.layers[i].acc_need, r.layers[i].acc_worst);
+        cr_assert_eq(r.layers[i].overflow, r.layers[i].acc_need > 16);
+    }
+    cr_assert_float_eq(r.size_bytes, size, 1e-6);
+    cr_assert_float_eq(r.bops, bops, 1e-3);
+    json_t *j = bp_evalq_json(&r);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "format")), "bitplan-eval");
+    json_t *acc = json_object_get(j, "accuracy");
+    cr_assert_float_eq(json_real_value(json_object_get(acc, "integer")), r.acc_int, 1e-12);
+    cr_assert(json_is_null(json_object_get(acc, "pow2_integer")));
+    cr_assert_eq(json_array_size(json_object_get(j, "layers")), (size_t)nl);
+    json_decref(j);
+    bp_evalq_free(&r);
+    free(L);
+    bp_graph_free(g);
+}
