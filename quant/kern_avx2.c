@@ -63,6 +63,47 @@ AVX2 static void conv_row(const bp_qconv_params *p, int ow, const void *in, size
             t[k] = 0;
         return;
     }
+    if (p->stride_h == 1 && sw == 1 && p->dil_h == 1 && p->dil_w == 1 && ow == p->w) {
+        /* Stride 1 with 'same' width: the row is the input plane shifted by
+         * (ky − pad_t)·w + (kx − pad_l), one long copy, then the columns that
+         * wrapped around a row edge and the rows outside the image are zeroed. */
+        const int w = p->w;
+        const ptrdiff_t shift = (ptrdiff_t)(ky - p->pad_t) * w + (kx - p->pad_l);
+        /* output pixels whose input row is inside the image */
+        long va = (long)(p->pad_t - ky) * w, vb = (long)(p->h + p->pad_t - ky) * w;
+        va = va < 0 ? 0 : va;
+        long a = va > p0 ? va - p0 : 0, b = vb - p0 < np ? vb - p0 : np;
+        if (b < a)
+            b = a;
+        for (long k = 0; k < a; k++)
+            t[k] = 0;
+        const uint8_t *src = (const uint8_t *)in + cbase + shift + p0;
+        long k = a;
+        for (; k < b && (ptrdiff_t)cbase + shift + p0 + k < 0; k++) /* before the buffer: a wrapped column */
+            t[k] = 0;
+        const ptrdiff_t safe = (ptrdiff_t)in_total - 16 - ((ptrdiff_t)cbase + shift + p0);
+        for (; k < b && k <= safe; k += 16)
+            _mm256_storeu_si256((__m256i *)(t + k),
+                                u8 ? _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + k)))
+                                   : _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(src + k))));
+        for (; k < b; k++)
+            t[k] = u8 ? src[k] : (int8_t)src[k];
+        for (k = b; k < npad; k++)
+            t[k] = 0;
+        /* columns whose input column left the row: ox + kx − pad_l outside [0, w) */
+        const int dx = kx - p->pad_l;
+        if (dx != 0) {
+            const int c0 = dx < 0 ? 0 : w - dx, c1 = dx < 0 ? -dx : w; /* zero ox in [c0, c1) */
+            long first_row = (p0 + a) / w;
+            for (long r = first_row; (long)r * w < p0 + b; r++)
+                for (int c = c0; c < c1; c++) {
+                    long qq = r * w + c - p0;
+                    if (qq >= a && qq < b)
+                        t[qq] = 0;
+                }
+        }
+        return;
+    }
     int q = 0, oy = p0 / ow, ox0 = p0 % ow;
     while (q < np) {
         const int run = ow - ox0 < np - q ? ow - ox0 : np - q;
