@@ -2,7 +2,7 @@
  * one or several processes (docs/MPI.md).
  *
  *   mpi_hvp [--model resnet18|lenet5] [--samples N] [--batch B] [--hvps K]
- *           [--size S] [--classes C]
+ *           [--size S] [--classes C] [--probes P]
  *
  * Builds the model with random weights (bp_init_params, seed 1) and
  * synthetic data (normal pixels, uniform labels, seed 2) of N samples, splits
@@ -12,7 +12,9 @@
  * products on every rank plus one MPI_Allreduce of the operator-length double
  * vector. Prints per rank: peak RSS (getrusage ru_maxrss), seconds per HVP
  * (mean of the K, after one warm-up product), bytes handed to MPI_Allreduce
- * per HVP. Plain build: one process. MPI build (make MPI=1):
+ * per HVP, seconds of one Allreduce of that vector alone; with --probes P, a
+ * sensitivity pass (joint Hutchinson traces of every layer, P probes, products
+ * grouped as bp_sens_run groups them) and its time. Plain build: one process. MPI build (make MPI=1):
  *   OMP_NUM_THREADS=1 mpirun -np 2 build-mpi/bench/mpi_hvp
  * The defaults (resnet18, 224x224x3, 1000 classes, 4 samples in batches of
  * 2, 2 products) keep `make bench` short. */
@@ -48,7 +50,7 @@ static int fail(bp_status st)
 int main(int argc, char **argv)
 {
     const char *model = "resnet18";
-    int samples = 4, batch = 2, hvps = 2, size = 224, classes = 1000;
+    int samples = 4, batch = 2, hvps = 2, size = 224, classes = 1000, probes = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model"))
             model = argv[i + 1];
@@ -60,6 +62,8 @@ int main(int argc, char **argv)
             hvps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--size"))
             size = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--probes"))
+            probes = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--classes"))
             classes = atoi(argv[i + 1]);
         else {
@@ -130,14 +134,39 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < op.n; j++)
             vhv += v[j] * hv[j];
     }
+    double hvp_bytes = bp_dist_op_bytes(d) / (hvps + 1);
+    /* The exchange alone: three Allreduces of an operator-length vector. */
+    double tc = 0;
+    for (int k = 0; k < 3 && nranks > 1; k++) {
+        double t0 = now();
+        if ((st = bp_dist_sum(hv, op.n)))
+            return fail(st);
+        tc += (now() - t0) / 3;
+    }
+    /* A sensitivity pass: joint Hutchinson traces of every layer with
+     * `probes` probes (min = max), products grouped as bp_sens_run does. */
+    double tp = 0;
+    bp_trace_est *est = calloc(nl, sizeof *est);
+    if (probes > 0) {
+        const bp_block *blocks;
+        bp_model_op_layers(m, NULL, &blocks);
+        bp_trace_opts to = bp_trace_opts_default();
+        to.min_probes = to.max_probes = probes;
+        double t0 = now();
+        if ((st = bp_hutchinson(&op, blocks, nl, &to, est, NULL, NULL)))
+            return fail(st);
+        tp = now() - t0;
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     /* one line per rank, gathered as sums of one-hot arrays */
-    double *row = calloc((size_t)nranks * 3, sizeof *row);
-    row[rank * 3 + 0] = ru.ru_maxrss / 1024.0;
-    row[rank * 3 + 1] = hvps > 0 ? t / hvps : 0;
-    row[rank * 3 + 2] = bp_dist_op_bytes(d) / (hvps + 1);
-    if ((st = bp_dist_sum(row, (size_t)nranks * 3)))
+    double *row = calloc((size_t)nranks * 5, sizeof *row);
+    row[rank * 5 + 0] = ru.ru_maxrss / 1024.0;
+    row[rank * 5 + 1] = hvps > 0 ? t / hvps : 0;
+    row[rank * 5 + 2] = hvp_bytes;
+    row[rank * 5 + 3] = tc;
+    row[rank * 5 + 4] = tp;
+    if ((st = bp_dist_sum(row, (size_t)nranks * 5)))
         return fail(st);
     if (rank == 0) {
         printf("mpi_hvp: %s %dx%dx%d, %d classes, %zu parameters (%zu in the %d layers' weights), "
@@ -148,12 +177,19 @@ int main(int argc, char **argv)
             int o2, c2;
             bp_dist_shard(samples, batch, q, nranks, &o2, &c2);
             printf("  rank %d: %d samples, peak RSS %.0f MiB, %.3f s per HVP, %.1f MB to "
-                   "MPI_Allreduce per HVP\n",
-                   q, c2, row[q * 3], row[q * 3 + 1], row[q * 3 + 2] / 1e6);
+                   "MPI_Allreduce per HVP, %.3f s per Allreduce alone",
+                   q, c2, row[q * 5], row[q * 5 + 1], row[q * 5 + 2] / 1e6, row[q * 5 + 3]);
+            if (probes > 0)
+                printf(", Hutchinson pass (%d probes, %d layers) %.2f s", probes, nl, row[q * 5 + 4]);
+            printf("\n");
         }
+        if (probes > 0)
+            printf("  traces: %s %.6g, %s %.6g\n", layers[0].name, est[0].mean, layers[nl - 1].name,
+                   est[nl - 1].mean);
         printf("  vHv of the last probe %.6g, loss %.6g, %d timed HVPs\n", vhv, bp_dist_op_loss(d), hvps);
     }
     free(row);
+    free(est);
     free(v);
     free(hv);
     bp_dist_op_free(d);
