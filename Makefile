@@ -124,7 +124,13 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory $(BIN)
 	./$(BIN) plan -o out/demo
 
-bench: $(BENCH_BIN) $(BIN)
+# The peers the benchmarks compare against: oneDNN (bench/int_conv) and
+# PyTorch (bench/hvp_torch.py); only `make bench` installs them.
+BENCH_DEPS := libdnnl-dev python3-torch python3-numpy
+
+bench:
+	$(Q)BP_DEPS_EXTRA="$(BENCH_DEPS) $(BP_DEPS_EXTRA)" tools/deps
+	$(Q)$(MAKE) --no-print-directory $(BENCH_BIN) $(BIN)
 	$(Q)for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
 deps:
