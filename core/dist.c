@@ -145,6 +145,28 @@ bp_status bp_dist_agree(bp_status st)
 #endif
 }
 
+bp_status bp_dist_same(const long *v, size_t n, const char *what)
+{
+    if (g_size <= 1)
+        return BP_OK;
+    /* Σ_r v_r = P·v_own on every rank iff all are equal; otherwise the rank
+     * holding the largest of the differing values sees the sum fall short. */
+    long buf[64];
+    bp_status st = BP_OK;
+    for (size_t off = 0; off < n; off += 64) {
+        size_t cnt = n - off < 64 ? n - off : 64;
+        for (size_t j = 0; j < cnt; j++)
+            buf[j] = v[off + j];
+        bp_status s2 = bp_dist_sum_long(buf, cnt);
+        if (s2)
+            return s2;
+        for (size_t j = 0; j < cnt && !st; j++)
+            if (buf[j] != (long)g_size * v[off + j])
+                st = bp_error(BP_ERR_MISMATCH, "%s differ from the other ranks'", what);
+    }
+    return st;
+}
+
 void bp_dist_abort(int code)
 {
 #ifdef BP_MPI

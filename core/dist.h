@@ -51,6 +51,13 @@ int bp_dist_failed_together(void);
  * need not repeat the message: the failing rank printed its own). */
 int bp_dist_failed_elsewhere(void);
 
+/* Collective check that every rank holds the same n values (a model hash,
+ * a sample count): a rank whose values differ from another rank's gets
+ * BP_ERR_MISMATCH naming `what` (at least one rank does whenever they are
+ * not all equal); follow with bp_dist_agree so that every rank stops.
+ * Serial: BP_OK. */
+bp_status bp_dist_same(const long *v, size_t n, const char *what);
+
 /* Ends every rank of the job at once (MPI_Abort); for a failure the other
  * ranks cannot learn of (they may be waiting in a collective). Serial:
  * returns without doing anything. Never called by library code. */
