@@ -489,3 +489,300 @@ AVX2 void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t 
         (vnni ? tiles_vnni : tiles_avx2)(A, np, p0, p->k, wpanel, p->m, p->wbits, &o);
     }
 }
+
+/* ---- u8 x s8 kernel with vpdpbusd (AVX-VNNI) ------------------------------
+ *
+ * Activations as uint8: unsigned inputs as they are, signed ones plus 128
+ * (x ^ 0x80), corrected by subtracting 128·Σ_k w[r][k] from the bias, so
+ * Σ (a + 128)·w − 128·Σ w = Σ a·w. vpdpbusd multiplies 4 uint8 by 4 int8 and
+ * adds the four products and the accumulator in int32 without saturation
+ * (wrap-around), so the result is exact whenever the true sum fits in int32.
+ *
+ * Activation panel (per pixel block of npad pixels, npad a multiple of 16):
+ *   Aq[kq][p][t] = a(pixel p, k = 4·kq + t), 4 bytes per (kq, pixel).
+ * Weights are repacked per call from the public panel into scratch:
+ *   Wq[rg][kq][i][t] = w[4·rg + i][4·kq + t], 16 bytes per (row group, kq).
+ * Micro-tile: 4 output channels × 16 pixels (8 ymm accumulators); per k quad
+ * two activation loads, four weight broadcasts and eight vpdpbusd. The output
+ * stage (bias, requantization, clamp, pack to bytes) runs on the tile and
+ * stores 16 contiguous pixels of a channel at once. */
+
+#define VNNI __attribute__((target("avx2,avxvnni")))
+#define QP 16 /* pixels per micro-tile */
+
+static int qk_quads(int k) { return (k + 3) / 4; }
+
+int bp_qk_quad_block(int k)
+{
+    int pb = 49152 / (qk_quads(k) * 4);
+    pb -= pb % QP;
+    if (pb < QP)
+        pb = QP;
+    if (pb > 64 * QP)
+        pb = 64 * QP;
+    return pb;
+}
+
+size_t bp_qk_vnni_scratch(int m, int k)
+{
+    size_t pb = (size_t)bp_qk_quad_block(k), kq = (size_t)qk_quads(k);
+    size_t rb = (size_t)bp_qk_rblocks(m);
+    return pb * kq * 4 + 4 * (size_t)row_len((int)pb) * 2 + rb * kq * 64 + rb * 16 * 4 + 256;
+}
+
+/* Four int16 rows (16 pixels each step) to byte quads. s8: values −128..127
+ * packed with signed saturation (exact) and flipped to a + 128. */
+AVX2 static void interleave4(int16_t *const t[4], int npad, int s8, uint8_t *A)
+{
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    for (int p = 0; p < npad; p += 16) {
+        __m128i b[4];
+        for (int j = 0; j < 4; j++) {
+            __m256i r = _mm256_loadu_si256((const __m256i *)(t[j] + p));
+            __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
+            b[j] = s8 ? _mm_xor_si128(_mm_packs_epi16(lo, hi), flip) : _mm_packus_epi16(lo, hi);
+        }
+        __m128i p01l = _mm_unpacklo_epi8(b[0], b[1]), p01h = _mm_unpackhi_epi8(b[0], b[1]);
+        __m128i p23l = _mm_unpacklo_epi8(b[2], b[3]), p23h = _mm_unpackhi_epi8(b[2], b[3]);
+        __m128i *d = (__m128i *)(A + (size_t)p * 4);
+        _mm_storeu_si128(d, _mm_unpacklo_epi16(p01l, p23l));
+        _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(p01l, p23l));
+        _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(p01h, p23h));
+        _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(p01h, p23h));
+    }
+}
+
+/* 1x1, stride 1, no padding: the quads come straight from four channel
+ * planes (16 pixels of a plane are contiguous); the tail goes byte by byte. */
+AVX2 static void quads_1x1(const uint8_t *in, size_t plane, int k, int np, int npad, int s8,
+                           uint8_t *A, size_t astride)
+{
+    const __m128i flip = _mm_set1_epi8((char)(s8 ? 0x80 : 0));
+    const int kqn = qk_quads(k);
+    for (int kq = 0; kq < kqn; kq++) {
+        uint8_t *Ak = A + (size_t)kq * astride;
+        const uint8_t *src[4];
+        for (int j = 0; j < 4; j++)
+            src[j] = 4 * kq + j < k ? in + (size_t)(4 * kq + j) * plane : NULL;
+        int p = 0;
+        for (; p + 16 <= np; p += 16) {
+            __m128i b[4];
+            for (int j = 0; j < 4; j++)
+                b[j] = src[j] ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src[j] + p)), flip)
+                              : _mm_setzero_si128();
+            __m128i p01l = _mm_unpacklo_epi8(b[0], b[1]), p01h = _mm_unpackhi_epi8(b[0], b[1]);
+            __m128i p23l = _mm_unpacklo_epi8(b[2], b[3]), p23h = _mm_unpackhi_epi8(b[2], b[3]);
+            __m128i *d = (__m128i *)(Ak + (size_t)p * 4);
+            _mm_storeu_si128(d, _mm_unpacklo_epi16(p01l, p23l));
+            _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(p01l, p23l));
+            _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(p01h, p23h));
+            _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(p01h, p23h));
+        }
+        for (; p < npad; p++)
+            for (int j = 0; j < 4; j++)
+                Ak[(size_t)p * 4 + j] = src[j] && p < np ? (uint8_t)(src[j][p] ^ (s8 ? 0x80 : 0)) : 0;
+    }
+}
+
+/* Repacks one group's panel (M rows, K) into Wq and sets beff[r] = bias[r]
+ * (− 128·Σ_k w[r][k] for signed inputs), for all rb·16 rows. */
+VNNI static void repack_q(const uint8_t *gp, int M, int k, int wbits, const int32_t *bias, int s8,
+                          uint8_t *Wq, int32_t *beff)
+{
+    const int kpn = bp_qk_kpairs(k), kqn = qk_quads(k), cell = bp_qk_cell(wbits);
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (int rb = 0; rb < bp_qk_rblocks(M); rb++) {
+        __m256i slo = _mm256_setzero_si256(), shi = slo;
+        for (int kq = 0; kq < kqn; kq++) {
+            __m256i c[2];
+            for (int h = 0; h < 2; h++) {
+                int kp = 2 * kq + h;
+                const uint8_t *w = gp + ((size_t)rb * kpn + kp) * cell;
+                if (kp >= kpn)
+                    c[h] = _mm256_setzero_si256();
+                else if (cell == 32)
+                    c[h] = _mm256_loadu_si256((const __m256i *)w);
+                else {
+                    const __m128i m4 = _mm_set1_epi8(0x0F), e8 = _mm_set1_epi8(8);
+                    __m128i x = _mm_loadu_si128((const __m128i *)w);
+                    __m128i lo = _mm_and_si128(x, m4), hi = _mm_and_si128(_mm_srli_epi16(x, 4), m4);
+                    lo = _mm_sub_epi8(_mm_xor_si128(lo, e8), e8);
+                    hi = _mm_sub_epi8(_mm_xor_si128(hi, e8), e8);
+                    c[h] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+                }
+            }
+            /* lo: rows 0-3 | 8-11, hi: rows 4-7 | 12-15, 4 k each */
+            __m256i lo = _mm256_unpacklo_epi16(c[0], c[1]), hi = _mm256_unpackhi_epi16(c[0], c[1]);
+            slo = _mm256_dpbusd_avx_epi32(slo, ones, lo);
+            shi = _mm256_dpbusd_avx_epi32(shi, ones, hi);
+            uint8_t *d = Wq + ((size_t)rb * 4 * kqn + kq) * 16;
+            const size_t gs = (size_t)kqn * 16;
+            _mm_storeu_si128((__m128i *)d, _mm256_castsi256_si128(lo));
+            _mm_storeu_si128((__m128i *)(d + gs), _mm256_castsi256_si128(hi));
+            _mm_storeu_si128((__m128i *)(d + 2 * gs), _mm256_extracti128_si256(lo, 1));
+            _mm_storeu_si128((__m128i *)(d + 3 * gs), _mm256_extracti128_si256(hi, 1));
+        }
+        int32_t s[16], sl[8], sh[8];
+        _mm256_storeu_si256((__m256i *)sl, slo);
+        _mm256_storeu_si256((__m256i *)sh, shi);
+        for (int i = 0; i < 4; i++) {
+            s[i] = sl[i], s[4 + i] = sh[i], s[8 + i] = sl[4 + i], s[12 + i] = sh[4 + i];
+        }
+        for (int c = 0; c < 16; c++) {
+            int r = rb * 16 + c;
+            uint32_t b = r < M && bias ? (uint32_t)bias[r] : 0;
+            beff[r] = (int32_t)(s8 ? b - 128u * (uint32_t)s[c] : b);
+        }
+    }
+}
+
+/* Rows [0, M) by pixels [0, np) of one pixel block; output element
+ * obase + r·rs + q (pixels contiguous). */
+VNNI static void tiles_q(const uint8_t *A, int np, int npad, int kqn, const uint8_t *Wq, int M,
+                         const int32_t *beff, const bp_qmul *qm, void *out, size_t obase, size_t rs,
+                         bp_qtype type, int32_t lo, int32_t hi)
+{
+    const __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+    const size_t astride = (size_t)npad * 4;
+    for (int rg = 0; rg < (M + 3) / 4; rg++) {
+        const uint8_t *wg = Wq + (size_t)rg * kqn * 16;
+        __m256i vb[4], vm[4], vs[4], vz[4];
+        int vec_ok = 1;
+        for (int i = 0; i < 4; i++) {
+            int r = 4 * rg + i;
+            bp_qmul q = r < M ? qm[r] : (bp_qmul){0, 0};
+            vb[i] = _mm256_set1_epi32(beff[r]);
+            vm[i] = _mm256_set1_epi32(q.mult);
+            vs[i] = _mm256_set1_epi32(-q.shift);
+            vz[i] = _mm256_set1_epi32(q.mult == 0 ? -1 : 0);
+            if (q.shift > 0 || q.shift < -31)
+                vec_ok = 0;
+        }
+        for (int q0 = 0; q0 < np; q0 += QP) {
+            const uint8_t *a = A + (size_t)q0 * 4;
+            const uint8_t *w = wg;
+            __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
+                    c21 = c00, c30 = c00, c31 = c00;
+            for (int kq = 0; kq < kqn; kq++, a += astride, w += 16) {
+                __m256i a0 = _mm256_loadu_si256((const __m256i *)a);
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(a + 32));
+                __m256i wb;
+                int32_t wv;
+                memcpy(&wv, w, 4);
+                wb = _mm256_set1_epi32(wv);
+                c00 = _mm256_dpbusd_avx_epi32(c00, a0, wb);
+                c01 = _mm256_dpbusd_avx_epi32(c01, a1, wb);
+                memcpy(&wv, w + 4, 4);
+                wb = _mm256_set1_epi32(wv);
+                c10 = _mm256_dpbusd_avx_epi32(c10, a0, wb);
+                c11 = _mm256_dpbusd_avx_epi32(c11, a1, wb);
+                memcpy(&wv, w + 8, 4);
+                wb = _mm256_set1_epi32(wv);
+                c20 = _mm256_dpbusd_avx_epi32(c20, a0, wb);
+                c21 = _mm256_dpbusd_avx_epi32(c21, a1, wb);
+                memcpy(&wv, w + 12, 4);
+                wb = _mm256_set1_epi32(wv);
+                c30 = _mm256_dpbusd_avx_epi32(c30, a0, wb);
+                c31 = _mm256_dpbusd_avx_epi32(c31, a1, wb);
+            }
+            __m256i acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+            const int cnt = np - q0 < QP ? np - q0 : QP;
+            for (int i = 0; i < 4; i++) {
+                const int r = 4 * rg + i;
+                if (r >= M)
+                    break;
+                __m256i x0 = _mm256_add_epi32(acc[i][0], vb[i]), x1 = _mm256_add_epi32(acc[i][1], vb[i]);
+                if (vec_ok) {
+                    x0 = _mm256_min_epi32(_mm256_max_epi32(vrequant(x0, vm[i], vs[i], vz[i]), vlo), vhi);
+                    x1 = _mm256_min_epi32(_mm256_max_epi32(vrequant(x1, vm[i], vs[i], vz[i]), vlo), vhi);
+                } else {
+                    int32_t res[16];
+                    _mm256_storeu_si256((__m256i *)res, x0);
+                    _mm256_storeu_si256((__m256i *)(res + 8), x1);
+                    for (int j = 0; j < 16; j++) {
+                        int32_t v = bp_requant(res[j], qm[r]);
+                        res[j] = v < lo ? lo : v > hi ? hi : v;
+                    }
+                    x0 = _mm256_loadu_si256((const __m256i *)res);
+                    x1 = _mm256_loadu_si256((const __m256i *)(res + 8));
+                }
+                const size_t at = obase + (size_t)r * rs + (size_t)q0;
+                if (type == BP_QT_S32) {
+                    int32_t *dst = (int32_t *)out + at;
+                    if (cnt == QP) {
+                        _mm256_storeu_si256((__m256i *)dst, x0);
+                        _mm256_storeu_si256((__m256i *)(dst + 8), x1);
+                    } else {
+                        int32_t res[16];
+                        _mm256_storeu_si256((__m256i *)res, x0);
+                        _mm256_storeu_si256((__m256i *)(res + 8), x1);
+                        memcpy(dst, res, sizeof(int32_t) * cnt);
+                    }
+                } else {
+                    /* clamped to the type's range: the saturating packs are exact */
+                    __m256i v16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(x0, x1), 0xD8);
+                    __m128i l = _mm256_castsi256_si128(v16), h = _mm256_extracti128_si256(v16, 1);
+                    __m128i b = type == BP_QT_U8 ? _mm_packus_epi16(l, h) : _mm_packs_epi16(l, h);
+                    uint8_t *dst = (uint8_t *)out + at;
+                    if (cnt == QP)
+                        _mm_storeu_si128((__m128i *)dst, b);
+                    else {
+                        uint8_t res[16];
+                        _mm_storeu_si128((__m128i *)res, b);
+                        memcpy(dst, res, cnt);
+                    }
+                }
+            }
+        }
+    }
+}
+
+VNNI void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
+                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
+{
+    int oh, ow;
+    bp_qconv_out_hw(p, &oh, &ow);
+    const int cig = p->cin / p->group, cog = p->cout / p->group;
+    if (cig == 1 && cog == 1 && p->kh * p->kw <= 64) {
+        bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, 1);
+        return;
+    }
+    const int k = cig * p->kh * p->kw, npix = oh * ow, pb = bp_qk_quad_block(k), kqn = qk_quads(k);
+    const int s8 = p->in_type == BP_QT_S8;
+    const size_t gbytes = bp_qk_group_bytes(cog, k, p->wbits), plane = (size_t)p->h * p->w;
+    const size_t in_total = (size_t)p->n * p->cin * plane;
+    uint8_t *A = (uint8_t *)aligned_scratch(scratch);
+    int16_t *t[4];
+    t[0] = (int16_t *)(A + (size_t)pb * kqn * 4);
+    for (int j = 1; j < 4; j++)
+        t[j] = t[j - 1] + row_len(pb);
+    uint8_t *Wq = (uint8_t *)(t[3] + row_len(pb));
+    int32_t *beff = (int32_t *)(Wq + (size_t)bp_qk_rblocks(cog) * kqn * 64);
+    const int direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !p->pad_t &&
+                       !p->pad_l && !p->pad_b && !p->pad_r;
+    for (int g = 0; g < p->group; g++) {
+        repack_q(wpanel + (size_t)g * gbytes, cog, k, p->wbits, bias ? bias + (size_t)g * cog : NULL, s8,
+                 Wq, beff);
+        for (int n = 0; n < p->n; n++) {
+            const size_t in_off = ((size_t)n * p->cin + (size_t)g * cig) * plane;
+            const size_t obase = ((size_t)n * p->cout + (size_t)g * cog) * npix;
+            for (int p0 = 0; p0 < npix; p0 += pb) {
+                const int np = npix - p0 < pb ? npix - p0 : pb, npad = (np + QP - 1) / QP * QP;
+                if (direct)
+                    quads_1x1((const uint8_t *)in + in_off + p0, plane, k, np, npad, s8, A, (size_t)npad * 4);
+                else
+                    for (int kq = 0; kq < kqn; kq++) {
+                        for (int j = 0; j < 4; j++) {
+                            if (4 * kq + j < k)
+                                conv_row(p, ow, in, in_total, in_off, 4 * kq + j, p0, np, npad, t[j]);
+                            else
+                                memset(t[j], 0, sizeof(int16_t) * npad);
+                        }
+                        interleave4(t, npad, s8, A + (size_t)kq * npad * 4);
+                    }
+                tiles_q(A, np, npad, kqn, Wq, cog, beff, qm + (size_t)g * cog, out, obase + p0, (size_t)npix,
+                        p->out_type, p->out_min, p->out_max);
+            }
+        }
+    }
+}

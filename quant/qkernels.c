@@ -126,6 +126,8 @@ size_t bp_qconv_buffer_size(const bp_qconv_params *p)
     if (p->group < 1 || p->cin < p->group)
         return 64;
     size_t gemm = panel_bytes(p->cin / p->group * p->kh * p->kw);
+    size_t quads = bp_qk_vnni_scratch(p->cout / p->group, p->cin / p->group * p->kh * p->kw);
+    gemm = gemm > quads ? gemm : quads;
     /* depthwise: kh zero-padded int32 rows (dw_row_len in kern_avx2.c) */
     size_t dw = (size_t)p->kh * (p->w + p->pad_l + p->pad_r + 16 + (p->kw - 1) * p->dil_w) * 4 + 64;
     return gemm > dw ? gemm : dw;
@@ -196,7 +198,10 @@ bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpan
         if (!bp_qkern_available(impl))
             return bp_error(BP_ERR_UNSUPPORTED, "qconv: the %s kernel was forced on a CPU without it",
                             bp_qkern_name(impl));
-        bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, impl == BP_QKERN_AVXVNNI);
+        if (impl == BP_QKERN_AVXVNNI)
+            bp_qconv_vnni(p, in, wpanel, bias, qm, out, scratch);
+        else
+            bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, 0);
     } else {
         bp_qconv_ref(p, in, wpanel, bias, qm, out);
     }
