@@ -16,6 +16,7 @@
 #include "core/fileio.h"
 #include "core/onnx.h"
 #include "cli/act_cli.h"
+#include "cli/mpi_cli.h"
 #include "sensitivity/dist_op.h"
 #include "sensitivity/sensitivity.h"
 
@@ -268,8 +269,6 @@ int cmd_sensitivity(int argc, char **argv)
     bp_status st = bp_dist_rank() == 0 ? bp_out_probe(out) : BP_OK;
     if (!st && bp_dist_rank() == 0)
         st = bp_out_probe(csv);
-    if (!st && act.on && bp_dist_size() > 1)
-        st = bp_error(BP_ERR_UNSUPPORTED, "--act is not distributed: run it with one process");
     if (!st)
         st = bp_onnx_load(model, &g);
     if (!st)
@@ -319,7 +318,9 @@ int cmd_sensitivity(int argc, char **argv)
         rc = bp_cli_fail(st);
         goto done;
     }
-    if ((rc = bp_cli_act_run(g, s, &o, &act, &sens)))
+    /* with several processes rank 0 alone runs --act, on the whole set */
+    if ((rc = bp_dist_size() > 1 && act.on ? bp_cli_mpi_act(g, data, &o, &act, &sens)
+                                           : bp_cli_act_run(g, s, &o, &act, &sens)))
         goto done;
     if (bp_dist_rank() == 0) {
         st = bp_sens_write(out, &sens);
