@@ -2,7 +2,7 @@
  * one or several processes (docs/MPI.md).
  *
  *   mpi_hvp [--model resnet18|lenet5] [--samples N] [--batch B] [--hvps K]
- *           [--size S] [--classes C] [--probes P]
+ *           [--size S] [--classes C] [--probes P] [--save MODEL.onnx]
  *
  * Builds the model with random weights (bp_init_params, seed 1) and
  * synthetic data (normal pixels, uniform labels, seed 2) of N samples, splits
@@ -14,7 +14,8 @@
  * (mean of the K, after one warm-up product), bytes handed to MPI_Allreduce
  * per HVP, seconds of one Allreduce of that vector alone; with --probes P, a
  * sensitivity pass (joint Hutchinson traces of every layer, P probes, products
- * grouped as bp_sens_run groups them) and its time. Plain build: one process. MPI build (make MPI=1):
+ * grouped as bp_sens_run groups them) and its time. --save writes the model
+ * (random weights) as ONNX and stops. Plain build: one process. MPI build (make MPI=1):
  *   OMP_NUM_THREADS=1 mpirun -np 2 build-mpi/bench/mpi_hvp
  * The defaults (resnet18, 224x224x3, 1000 classes, 4 samples in batches of
  * 2, 2 products) keep `make bench` short. */
@@ -29,6 +30,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "core/dist.h"
+#include "core/onnx.h"
 #include "sensitivity/dist_op.h"
 #include "train/arch.h"
 #include "train/resnet18.h"
@@ -49,7 +51,7 @@ static int fail(bp_status st)
 
 int main(int argc, char **argv)
 {
-    const char *model = "resnet18";
+    const char *model = "resnet18", *save = NULL;
     int samples = 4, batch = 2, hvps = 2, size = 224, classes = 1000, probes = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model"))
@@ -62,6 +64,8 @@ int main(int argc, char **argv)
             hvps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--size"))
             size = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--save"))
+            save = argv[i + 1];
         else if (!strcmp(argv[i], "--probes"))
             probes = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--classes"))
@@ -85,6 +89,13 @@ int main(int argc, char **argv)
         st = bp_init_params(g, 1);
     if (st)
         return fail(st);
+    if (save) { /* the model as ONNX, for `bitplan sensitivity` (docs/MPI.md) */
+        if (rank == 0 && (st = bp_onnx_save(g, save)))
+            return fail(st);
+        bp_graph_free(g);
+        bp_dist_finalize();
+        return 0;
+    }
 
     /* This rank's samples: the same synthetic set on every rank, sliced. */
     int off, cnt;
