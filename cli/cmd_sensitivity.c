@@ -287,16 +287,14 @@ int cmd_sensitivity(int argc, char **argv)
             }
         }
     }
-    if (bp_dist_size() > 1) { /* the same model and data on every machine */
+    st = bp_dist_agree(st); /* every rank stops when one could not start */
+    if (!st && bp_dist_size() > 1) { /* the same model and data on every machine */
         long id[33] = {0};
-        for (int i = 0; g && i < 32; i++)
+        for (int i = 0; i < 32; i++)
             id[i] = g->sha256[i];
         id[32] = o.samples;
-        bp_status same = bp_dist_same(id, 33, "the model file's hash or the samples of --data");
-        if (!st)
-            st = same;
+        st = bp_dist_agree(bp_dist_same(id, 33, "the model file's hash or the samples of --data"));
     }
-    st = bp_dist_agree(st); /* every rank stops when one could not start */
     if (st) {
         rc = bp_cli_fail(st);
         goto done;
