@@ -515,11 +515,11 @@ static int qk_quads(int k) { return (k + 3) / 4; }
 int bp_qk_quad_block(int k)
 {
     int pb = 49152 / (qk_quads(k) * 4);
-    pb -= pb % QP;
-    if (pb < QP)
-        pb = QP;
-    if (pb > 64 * QP)
-        pb = 64 * QP;
+    pb -= pb % (2 * QP);
+    if (pb < 2 * QP)
+        pb = 2 * QP;
+    if (pb > 32 * 2 * QP)
+        pb = 32 * 2 * QP;
     return pb;
 }
 
@@ -585,12 +585,13 @@ AVX2 static void quads_1x1(const uint8_t *in, size_t plane, int k, int np, int n
 }
 
 /* Repacks one group's panel (M rows, K) into Wq and sets beff[r] = bias[r]
- * (− 128·Σ_k w[r][k] for signed inputs), for all rb·16 rows. */
-VNNI static void repack_q(const uint8_t *gp, int M, int k, int wbits, const int32_t *bias, int s8,
+ * (− 128·Σ_k w[r][k] for signed inputs), for all rb·16 rows. Plain AVX2 (the
+ * AVX-512 kernel uses it on CPUs that may lack AVX-VNNI). */
+AVX2 static void repack_q(const uint8_t *gp, int M, int k, int wbits, const int32_t *bias, int s8,
                           uint8_t *Wq, int32_t *beff)
 {
     const int kpn = bp_qk_kpairs(k), kqn = qk_quads(k), cell = bp_qk_cell(wbits);
-    const __m256i ones = _mm256_set1_epi8(1);
+    const __m256i ones = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int rb = 0; rb < bp_qk_rblocks(M); rb++) {
         __m256i slo = _mm256_setzero_si256(), shi = slo;
         for (int kq = 0; kq < kqn; kq++) {
@@ -613,8 +614,9 @@ VNNI static void repack_q(const uint8_t *gp, int M, int k, int wbits, const int3
             }
             /* lo: rows 0-3 | 8-11, hi: rows 4-7 | 12-15, 4 k each */
             __m256i lo = _mm256_unpacklo_epi16(c[0], c[1]), hi = _mm256_unpackhi_epi16(c[0], c[1]);
-            slo = _mm256_dpbusd_avx_epi32(slo, ones, lo);
-            shi = _mm256_dpbusd_avx_epi32(shi, ones, hi);
+            /* 1·w pair sums (|sum| <= 256, no saturation), then pairs of those */
+            slo = _mm256_add_epi32(slo, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, lo), ones16));
+            shi = _mm256_add_epi32(shi, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, hi), ones16));
             uint8_t *d = Wq + ((size_t)rb * 4 * kqn + kq) * 16;
             const size_t gs = (size_t)kqn * 16;
             _mm_storeu_si128((__m128i *)d, _mm256_castsi256_si128(lo));
@@ -737,14 +739,121 @@ VNNI static void tiles_q(const uint8_t *A, int np, int npad, int kqn, const uint
     }
 }
 
-VNNI void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
-                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
+/* AVX-512 VNNI: the same panels, 8 output channels × 32 pixels (16 zmm
+ * accumulators), requantization on 16 lanes, masked stores for tails. */
+#define AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+AVX512 static inline __m512i vrequant_z(__m512i x, __m512i m, __m512i right, __mmask16 zmask)
+{
+    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
+    __m512i po = _mm512_add_epi64(
+        _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32)), nudge);
+    __m512i y = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
+    y = _mm512_mask_blend_epi32(zmask, y, x);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    __m512i rem = _mm512_and_si512(y, mask);
+    __m512i thr = _mm512_srli_epi32(mask, 1);
+    thr = _mm512_mask_add_epi32(thr, _mm512_cmplt_epi32_mask(y, _mm512_setzero_si512()), thr, one);
+    __m512i r = _mm512_srav_epi32(y, right);
+    return _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, one);
+}
+
+AVX512 static void tiles_z(const uint8_t *A, int np, int npad, int kqn, const uint8_t *Wq, int M,
+                           const int32_t *beff, const bp_qmul *qm, void *out, size_t obase, size_t rs,
+                           bp_qtype type, int32_t lo, int32_t hi)
+{
+    const __m512i vlo = _mm512_set1_epi32(lo), vhi = _mm512_set1_epi32(hi);
+    const size_t astride = (size_t)npad * 4;
+    for (int rg = 0; rg < (M + 7) / 8; rg++) {
+        const uint8_t *wg0 = Wq + (size_t)(2 * rg) * kqn * 16, *wg1 = wg0 + (size_t)kqn * 16;
+        __m512i vb[8], vm[8], vs[8];
+        __mmask16 vz[8];
+        int vec_ok = 1;
+        for (int i = 0; i < 8; i++) {
+            int r = 8 * rg + i;
+            bp_qmul q = r < M ? qm[r] : (bp_qmul){0, 0};
+            vb[i] = _mm512_set1_epi32(beff[r]);
+            vm[i] = _mm512_set1_epi32(q.mult);
+            vs[i] = _mm512_set1_epi32(-q.shift);
+            vz[i] = q.mult == 0 ? 0xFFFF : 0;
+            if (q.shift > 0 || q.shift < -31)
+                vec_ok = 0;
+        }
+        for (int q0 = 0; q0 < np; q0 += 2 * QP) {
+            const uint8_t *a = A + (size_t)q0 * 4;
+            const uint8_t *w0 = wg0, *w1 = wg1;
+            /* named accumulators: an array would live in memory at -O2 */
+            __m512i z = _mm512_setzero_si512(), c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z,
+                    c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z, c60 = z, c61 = z, c70 = z,
+                    c71 = z;
+            for (int kq = 0; kq < kqn; kq++, a += astride, w0 += 16, w1 += 16) {
+                __m512i a0 = _mm512_loadu_si512((const void *)a);
+                __m512i a1 = _mm512_loadu_si512((const void *)(a + 64));
+                int32_t wv;
+                __m512i wb;
+#define ZSTEP(C0, C1, W)                                   \
+                memcpy(&wv, W, 4);                         \
+                wb = _mm512_set1_epi32(wv);                \
+                C0 = _mm512_dpbusd_epi32(C0, a0, wb);      \
+                C1 = _mm512_dpbusd_epi32(C1, a1, wb);
+                ZSTEP(c00, c01, w0)
+                ZSTEP(c10, c11, w0 + 4)
+                ZSTEP(c20, c21, w0 + 8)
+                ZSTEP(c30, c31, w0 + 12)
+                ZSTEP(c40, c41, w1)
+                ZSTEP(c50, c51, w1 + 4)
+                ZSTEP(c60, c61, w1 + 8)
+                ZSTEP(c70, c71, w1 + 12)
+#undef ZSTEP
+            }
+            __m512i c[8][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                               {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+            for (int i = 0; i < 8; i++) {
+                const int r = 8 * rg + i;
+                if (r >= M)
+                    break;
+                for (int h = 0; h < 2; h++) {
+                    const int qs = q0 + 16 * h;
+                    if (qs >= np)
+                        break;
+                    const int cnt = np - qs < 16 ? np - qs : 16;
+                    const __mmask16 km = (__mmask16)(cnt == 16 ? 0xFFFF : (1u << cnt) - 1);
+                    __m512i x = _mm512_add_epi32(c[i][h], vb[i]);
+                    if (vec_ok)
+                        x = _mm512_min_epi32(_mm512_max_epi32(vrequant_z(x, vm[i], vs[i], vz[i]), vlo), vhi);
+                    else {
+                        int32_t res[16];
+                        _mm512_storeu_si512((void *)res, x);
+                        for (int j = 0; j < 16; j++) {
+                            int32_t v = bp_requant(res[j], qm[r]);
+                            res[j] = v < lo ? lo : v > hi ? hi : v;
+                        }
+                        x = _mm512_loadu_si512((const void *)res);
+                    }
+                    const size_t at = obase + (size_t)r * rs + (size_t)qs;
+                    /* clamped to the type's range: the saturating conversions are exact */
+                    if (type == BP_QT_S32)
+                        _mm512_mask_storeu_epi32((int32_t *)out + at, km, x);
+                    else if (type == BP_QT_U8)
+                        _mm_mask_storeu_epi8((uint8_t *)out + at, km, _mm512_cvtusepi32_epi8(x));
+                    else
+                        _mm_mask_storeu_epi8((int8_t *)out + at, km, _mm512_cvtsepi32_epi8(x));
+                }
+            }
+        }
+    }
+}
+
+AVX2 void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
+                        const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int wide)
 {
     int oh, ow;
     bp_qconv_out_hw(p, &oh, &ow);
     const int cig = p->cin / p->group, cog = p->cout / p->group;
     if (cig == 1 && cog == 1 && p->kh * p->kw <= 64) {
-        bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, 1);
+        bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, 0);
         return;
     }
     const int k = cig * p->kh * p->kw, npix = oh * ow, pb = bp_qk_quad_block(k), kqn = qk_quads(k);
@@ -767,7 +876,8 @@ VNNI void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t 
             const size_t in_off = ((size_t)n * p->cin + (size_t)g * cig) * plane;
             const size_t obase = ((size_t)n * p->cout + (size_t)g * cog) * npix;
             for (int p0 = 0; p0 < npix; p0 += pb) {
-                const int np = npix - p0 < pb ? npix - p0 : pb, npad = (np + QP - 1) / QP * QP;
+                const int np = npix - p0 < pb ? npix - p0 : pb, tq = wide ? 2 * QP : QP,
+                          npad = (np + tq - 1) / tq * tq;
                 if (direct)
                     quads_1x1((const uint8_t *)in + in_off + p0, plane, k, np, npad, s8, A, (size_t)npad * 4);
                 else
@@ -780,8 +890,8 @@ VNNI void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t 
                         }
                         interleave4(t, npad, s8, A + (size_t)kq * npad * 4);
                     }
-                tiles_q(A, np, npad, kqn, Wq, cog, beff, qm + (size_t)g * cog, out, obase + p0, (size_t)npix,
-                        p->out_type, p->out_min, p->out_max);
+                (wide ? tiles_z : tiles_q)(A, np, npad, kqn, Wq, cog, beff, qm + (size_t)g * cog, out,
+                                           obase + p0, (size_t)npix, p->out_type, p->out_min, p->out_max);
             }
         }
     }

@@ -60,11 +60,11 @@ void bp_qconv_avx2(const bp_qconv_params *p, const void *in, const uint8_t *wpan
                    const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int vnni);
 void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t *wpanel,
                    const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int vnni);
-/* The AVX-VNNI conv: uint8 activation quads, vpdpbusd, 4 channels x 16 pixels
- * (kern_avx2.c); depthwise convs go to bp_qconv_avx2. Scratch: the larger of
+/* The VNNI conv: uint8 activation quads, vpdpbusd; wide = 0: AVX-VNNI ymm,
+ * 4 channels x 16 pixels; wide = 1: AVX-512 VNNI zmm, 8 x 32 (kern_avx2.c); depthwise convs go to bp_qconv_avx2. Scratch: the larger of
  * bp_qk_vnni_scratch(cout/group, fan-in) and the AVX2 kernel's. */
 void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
-                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch);
+                   const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int wide);
 size_t bp_qk_vnni_scratch(int m, int k);
 int bp_qk_quad_block(int k);
 

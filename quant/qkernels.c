@@ -143,7 +143,7 @@ void bp_qkern_set_impl(bp_qkern_impl impl) { chosen = impl; }
 
 /* Feature bits are looked up once: CPUID traps to the hypervisor in a VM
  * (tens of microseconds), far too slow for every kernel call. -1 = unknown. */
-static int avx2_flag = -1, avxvnni_flag = -1;
+static int avx2_flag = -1, avxvnni_flag = -1, avx512vnni_flag = -1;
 
 static int have_avx2(void)
 {
@@ -163,12 +163,28 @@ static int have_avxvnni(void)
     return avxvnni_flag;
 }
 
+static int have_avx512vnni(void)
+{
+    if (avx512vnni_flag < 0)
+    {
+        /* avx512f/bw/vl by the builtin (it checks that the OS saves zmm state);
+         * AVX512_VNNI is CPUID leaf 7 subleaf 0 ECX bit 11 (the builtin's own
+         * lookup of it would import __cpu_features2). */
+        unsigned a, b, c, d;
+        avx512vnni_flag = have_avx2() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                          __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 11) & 1);
+    }
+    return avx512vnni_flag;
+}
+
 int bp_qkern_available(bp_qkern_impl impl)
 {
     switch (impl) {
     case BP_QKERN_REF: return 1;
     case BP_QKERN_AVX2: return have_avx2();
     case BP_QKERN_AVXVNNI: return have_avxvnni();
+    case BP_QKERN_AVX512VNNI: return have_avx512vnni();
     default: return 1;
     }
 }
@@ -176,13 +192,13 @@ int bp_qkern_available(bp_qkern_impl impl)
 bp_qkern_impl bp_qkern_active(void)
 {
     if (chosen == BP_QKERN_AUTO)
-        return have_avxvnni() ? BP_QKERN_AVXVNNI : have_avx2() ? BP_QKERN_AVX2 : BP_QKERN_REF;
+        return have_avx512vnni() ? BP_QKERN_AVX512VNNI : have_avxvnni() ? BP_QKERN_AVXVNNI : have_avx2() ? BP_QKERN_AVX2 : BP_QKERN_REF;
     return chosen;
 }
 
 const char *bp_qkern_name(bp_qkern_impl impl)
 {
-    return impl == BP_QKERN_AVXVNNI ? "avxvnni" : impl == BP_QKERN_AVX2 ? "avx2"
+    return impl == BP_QKERN_AVX512VNNI ? "avx512vnni" : impl == BP_QKERN_AVXVNNI ? "avxvnni" : impl == BP_QKERN_AVX2 ? "avx2"
            : impl == BP_QKERN_REF   ? "ref"
                                     : "auto";
 }
@@ -194,12 +210,12 @@ bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpan
     if (st)
         return st;
     bp_qkern_impl impl = bp_qkern_active();
-    if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI) {
+    if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI || impl == BP_QKERN_AVX512VNNI) {
         if (!bp_qkern_available(impl))
             return bp_error(BP_ERR_UNSUPPORTED, "qconv: the %s kernel was forced on a CPU without it",
                             bp_qkern_name(impl));
-        if (impl == BP_QKERN_AVXVNNI)
-            bp_qconv_vnni(p, in, wpanel, bias, qm, out, scratch);
+        if (impl != BP_QKERN_AVX2)
+            bp_qconv_vnni(p, in, wpanel, bias, qm, out, scratch, impl == BP_QKERN_AVX512VNNI);
         else
             bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, 0);
     } else {
@@ -215,11 +231,12 @@ bp_status bp_qgemm(const bp_qgemm_params *p, const void *in, const uint8_t *wpan
     if (st)
         return st;
     bp_qkern_impl impl = bp_qkern_active();
-    if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI) {
+    if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI || impl == BP_QKERN_AVX512VNNI) {
         if (!bp_qkern_available(impl))
             return bp_error(BP_ERR_UNSUPPORTED, "qgemm: the %s kernel was forced on a CPU without it",
                             bp_qkern_name(impl));
-        bp_qgemm_avx2(p, in, wpanel, bias, qm, out, scratch, impl == BP_QKERN_AVXVNNI);
+        bp_qgemm_avx2(p, in, wpanel, bias, qm, out, scratch,
+                      impl == BP_QKERN_AVXVNNI || (impl == BP_QKERN_AVX512VNNI && have_avxvnni()));
     } else {
         bp_qgemm_ref(p, in, wpanel, bias, qm, out);
     }

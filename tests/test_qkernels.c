@@ -135,7 +135,7 @@ static void run_conv_case(int it)
     size_t ssz = bp_qconv_buffer_size(&p);
     void *scratch = aligned_alloc(64, (ssz + 63) / 64 * 64);
     size_t osz = nout * bp_qtype_size(p.out_type);
-    void *o_ref = malloc(osz), *o_avx = malloc(osz), *o_vnni = malloc(osz);
+    void *o_ref = malloc(osz), *o_avx = malloc(osz), *o_vnni = malloc(osz), *o_z = malloc(osz);
 
     bp_qkern_set_impl(BP_QKERN_REF);
     cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_ref, scratch), BP_OK);
@@ -147,6 +147,11 @@ static void run_conv_case(int it)
         cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_vnni, scratch), BP_OK, "%s", bp_last_error());
     else
         memcpy(o_vnni, o_avx, osz);
+    bp_qkern_set_impl(BP_QKERN_AVX512VNNI);
+    if (bp_qkern_available(BP_QKERN_AVX512VNNI))
+        cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_z, scratch), BP_OK, "%s", bp_last_error());
+    else
+        memcpy(o_z, o_avx, osz);
     bp_qkern_set_impl(BP_QKERN_AUTO);
 
     long bad = 0;
@@ -170,19 +175,19 @@ static void run_conv_case(int it)
                     int64_t want = clampl(ref_req(acc, qm[co]), p.out_min, p.out_max);
                     size_t oi = (((size_t)n * p.cout + co) * oh + oy) * ow + ox;
                     int64_t r = get_out(o_ref, oi, p.out_type), a = get_out(o_avx, oi, p.out_type),
-                            v = get_out(o_vnni, oi, p.out_type);
-                    if (r != want || a != want || v != want) {
+                            v = get_out(o_vnni, oi, p.out_type), z = get_out(o_z, oi, p.out_type);
+                    if (r != want || a != want || v != want || z != want) {
                         if (bad++ < 5)
                             cr_log_error("case %d (n%d g%d cin%d cout%d %dx%d k%dx%d s%d w%d): out[%zu] "
-                                         "naive %lld ref %lld avx2 %lld avxvnni %lld",
+                                         "naive %lld ref %lld avx2 %lld avxvnni %lld avx512vnni %lld",
                                          it, p.n, p.group, p.cin, p.cout, p.h, p.w, p.kh, p.kw,
                                          p.stride_h, p.wbits, oi, (long long)want, (long long)r,
-                                         (long long)a, (long long)v);
+                                         (long long)a, (long long)v, (long long)z);
                     }
                 }
         }
     cr_assert_eq(bad, 0, "case %d: %ld mismatches", it, bad);
-    free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o_avx), free(o_vnni);
+    free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o_avx), free(o_vnni), free(o_z);
 }
 
 Test(qkernels, conv_random_shapes_exact)
@@ -259,7 +264,7 @@ Test(qkernels, gemm_random_shapes_exact)
         cr_assert_eq(bp_qweights_pack(w, 1, p.m, p.k, p.wbits, panel), BP_OK);
         void *scratch = aligned_alloc(64, (bp_qgemm_buffer_size(&p) + 63) / 64 * 64);
         size_t osz = (size_t)p.n * p.m * bp_qtype_size(p.out_type);
-        void *o1 = malloc(osz), *o2 = malloc(osz), *o3 = malloc(osz);
+        void *o1 = malloc(osz), *o2 = malloc(osz), *o3 = malloc(osz), *o4 = malloc(osz);
         bp_qkern_set_impl(BP_QKERN_REF);
         cr_assert_eq(bp_qgemm(&p, in, panel, bias, qm, o1, scratch), BP_OK);
         bp_qkern_set_impl(BP_QKERN_AVX2);
@@ -269,6 +274,11 @@ Test(qkernels, gemm_random_shapes_exact)
             cr_assert_eq(bp_qgemm(&p, in, panel, bias, qm, o3, scratch), BP_OK);
         else
             memcpy(o3, o2, osz);
+        bp_qkern_set_impl(BP_QKERN_AVX512VNNI);
+        if (bp_qkern_available(BP_QKERN_AVX512VNNI))
+            cr_assert_eq(bp_qgemm(&p, in, panel, bias, qm, o4, scratch), BP_OK);
+        else
+            memcpy(o4, o2, osz);
         bp_qkern_set_impl(BP_QKERN_AUTO);
         for (int n = 0; n < p.n; n++)
             for (int r = 0; r < p.m; r++) {
@@ -280,8 +290,9 @@ Test(qkernels, gemm_random_shapes_exact)
                 cr_assert_eq(get_out(o1, (size_t)n * p.m + r, p.out_type), want, "gemm %d ref (%d,%d)", it, n, r);
                 cr_assert_eq(get_out(o2, (size_t)n * p.m + r, p.out_type), want, "gemm %d avx2 (%d,%d)", it, n, r);
                 cr_assert_eq(get_out(o3, (size_t)n * p.m + r, p.out_type), want, "gemm %d avxvnni (%d,%d)", it, n, r);
+                cr_assert_eq(get_out(o4, (size_t)n * p.m + r, p.out_type), want, "gemm %d avx512vnni (%d,%d)", it, n, r);
             }
-        free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o1), free(o2), free(o3);
+        free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o1), free(o2), free(o3), free(o4);
     }
 }
 
