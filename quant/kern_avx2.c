@@ -523,11 +523,12 @@ int bp_qk_quad_block(int k)
     return pb;
 }
 
-size_t bp_qk_vnni_scratch(int m, int k)
+size_t bp_qk_vnni_scratch(int m, int k, int kw)
 {
     size_t pb = (size_t)bp_qk_quad_block(k), kq = (size_t)qk_quads(k);
     size_t rb = (size_t)bp_qk_rblocks(m);
-    return pb * kq * 4 + 4 * (size_t)row_len((int)pb) * 2 + rb * kq * 64 + rb * 16 * 4 + 256;
+    kw = kw > 64 ? 0 : kw;
+    return pb * kq * 4 + 4 * (size_t)row_len((int)pb) * 2 + rb * kq * 64 + rb * 16 * 4 + (size_t)kw * pb + 256;
 }
 
 /* Four int16 rows (16 pixels each step) to byte quads. s8: values −128..127
@@ -581,6 +582,92 @@ AVX2 static void quads_1x1(const uint8_t *in, size_t plane, int k, int np, int n
         for (; p < npad; p++)
             for (int j = 0; j < 4; j++)
                 Ak[(size_t)p * 4 + j] = src[j] && p < np ? (uint8_t)(src[j][p] ^ (s8 ? 0x80 : 0)) : 0;
+    }
+}
+
+/* Stride 1, dilation 1, output as wide as the input: the im2col row of
+ * k = (ci, ky, kx) is channel ci's plane shifted by (ky − pad_t)·w +
+ * (kx − pad_l), zero where the input row leaves the image (outside a flat
+ * range [qa, qb) of the block's pixels, which also ends at np) or the column
+ * wraps around (a periodic byte mask per kx). Four rows are loaded, masked and
+ * interleaved straight into quads. A load that would leave the input tensor
+ * goes byte by byte. */
+static const uint8_t ramp_tbl[32] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                     255, 255, 255, 255, 255, 255, 255, 255,
+                                     255, 255, 255, 255, 255, 255, 255, 255};
+
+AVX2 static void quads_same(const bp_qconv_params *p, const uint8_t *in, ptrdiff_t in_total,
+                            ptrdiff_t in_off, int p0, int np, int npad, int k, int s8, uint8_t *A,
+                            uint8_t *cm)
+{
+    const int w = p->w, khw = p->kh * p->kw, kqn = qk_quads(k);
+    const ptrdiff_t plane = (ptrdiff_t)p->h * w;
+    const __m128i flip = _mm_set1_epi8((char)(s8 ? 0x80 : 0));
+    for (int kx = 0; kx < p->kw; kx++) {
+        const int dx = kx - p->pad_l;
+        uint8_t *m = cm + (size_t)kx * npad;
+        int ox = p0 % w, q = 0;
+        for (; q < npad && q < w; q++) {
+            m[q] = ox + dx >= 0 && ox + dx < w ? 0xFF : 0;
+            if (++ox == w)
+                ox = 0;
+        }
+        for (int len = w; q < npad; len *= 2) { /* period w: copy what is there */
+            int c = npad - q < len ? npad - q : len;
+            memcpy(m + q, m, (size_t)c);
+            q += c;
+        }
+    }
+    for (int kq = 0; kq < kqn; kq++) {
+        const uint8_t *msk[4];
+        ptrdiff_t off[4], qa[4], qb[4];
+        for (int j = 0; j < 4; j++) {
+            int kk = 4 * kq + j;
+            if (kk >= k) {
+                msk[j] = cm, off[j] = 0, qa[j] = qb[j] = 0;
+                continue;
+            }
+            const int ci = kk / khw, tap = kk % khw, ky = tap / p->kw, kx = tap % p->kw;
+            const ptrdiff_t shift = (ptrdiff_t)(ky - p->pad_t) * w + (kx - p->pad_l);
+            off[j] = in_off + ci * plane + shift + p0;
+            msk[j] = cm + (size_t)kx * npad;
+            ptrdiff_t lo = -shift - p0, hi = plane - shift - p0;
+            qa[j] = lo < 0 ? 0 : lo;
+            qb[j] = hi > np ? np : hi;
+        }
+        uint8_t *Ak = A + (size_t)kq * npad * 4;
+        for (int q = 0; q < npad; q += 16) {
+            __m128i b[4];
+            for (int j = 0; j < 4; j++) {
+                if (q + 16 <= qa[j] || q >= qb[j])
+                    b[j] = _mm_setzero_si128();
+                else if (off[j] + q >= 0 && off[j] + q + 16 <= in_total) {
+                    b[j] = _mm_and_si128(_mm_loadu_si128((const __m128i *)(in + off[j] + q)),
+                                         _mm_loadu_si128((const __m128i *)(msk[j] + q)));
+                    if (q < qa[j] || q + 16 > qb[j]) {
+                        int l = (int)(qa[j] - q), h = (int)(qb[j] - q);
+                        l = l < 0 ? 0 : l;
+                        h = h > 16 ? 16 : h;
+                        __m128i rl = _mm_loadu_si128((const __m128i *)(ramp_tbl + 16 - l));
+                        __m128i rh = _mm_loadu_si128((const __m128i *)(ramp_tbl + 16 - h));
+                        b[j] = _mm_and_si128(b[j], _mm_andnot_si128(rh, rl));
+                    }
+                } else {
+                    uint8_t t[16];
+                    for (int u = 0; u < 16; u++)
+                        t[u] = q + u >= qa[j] && q + u < qb[j] ? (uint8_t)(in[off[j] + q + u] & msk[j][q + u]) : 0;
+                    b[j] = _mm_loadu_si128((const __m128i *)t);
+                }
+                b[j] = _mm_xor_si128(b[j], flip);
+            }
+            __m128i p01l = _mm_unpacklo_epi8(b[0], b[1]), p01h = _mm_unpackhi_epi8(b[0], b[1]);
+            __m128i p23l = _mm_unpacklo_epi8(b[2], b[3]), p23h = _mm_unpackhi_epi8(b[2], b[3]);
+            __m128i *d = (__m128i *)(Ak + (size_t)q * 4);
+            _mm_storeu_si128(d, _mm_unpacklo_epi16(p01l, p23l));
+            _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(p01l, p23l));
+            _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(p01h, p23h));
+            _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(p01h, p23h));
+        }
     }
 }
 
@@ -869,6 +956,9 @@ AVX2 void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t 
     int32_t *beff = (int32_t *)(Wq + (size_t)bp_qk_rblocks(cog) * kqn * 64);
     const int direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !p->pad_t &&
                        !p->pad_l && !p->pad_b && !p->pad_r;
+    const int same = !direct && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 && p->dil_w == 1 &&
+                     ow == p->w && p->kw <= 64;
+    uint8_t *cmask = (uint8_t *)(beff + (size_t)bp_qk_rblocks(cog) * 16); /* kw·pb bytes */
     for (int g = 0; g < p->group; g++) {
         repack_q(wpanel + (size_t)g * gbytes, cog, k, p->wbits, bias ? bias + (size_t)g * cog : NULL, s8,
                  Wq, beff);
@@ -880,6 +970,9 @@ AVX2 void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t 
                           npad = (np + tq - 1) / tq * tq;
                 if (direct)
                     quads_1x1((const uint8_t *)in + in_off + p0, plane, k, np, npad, s8, A, (size_t)npad * 4);
+                else if (same)
+                    quads_same(p, (const uint8_t *)in, (ptrdiff_t)in_total, (ptrdiff_t)in_off, p0, np, npad, k,
+                               s8, A, cmask);
                 else
                     for (int kq = 0; kq < kqn; kq++) {
                         for (int j = 0; j < 4; j++) {

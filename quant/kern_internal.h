@@ -65,7 +65,7 @@ void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t *wpan
  * bp_qk_vnni_scratch(cout/group, fan-in) and the AVX2 kernel's. */
 void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
                    const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int wide);
-size_t bp_qk_vnni_scratch(int m, int k);
+size_t bp_qk_vnni_scratch(int m, int k, int kw);
 int bp_qk_quad_block(int k);
 
 #endif
