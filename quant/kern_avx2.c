@@ -523,12 +523,14 @@ int bp_qk_quad_block(int k)
     return pb;
 }
 
-size_t bp_qk_vnni_scratch(int m, int k, int kw)
+size_t bp_qk_vnni_scratch(const bp_qconv_params *p)
 {
+    const int cig = p->cin / p->group, m = p->cout / p->group, k = cig * p->kh * p->kw;
     size_t pb = (size_t)bp_qk_quad_block(k), kq = (size_t)qk_quads(k);
-    size_t rb = (size_t)bp_qk_rblocks(m);
-    kw = kw > 64 ? 0 : kw;
-    return pb * kq * 4 + 4 * (size_t)row_len((int)pb) * 2 + rb * kq * 64 + rb * 16 * 4 + (size_t)kw * pb + 256;
+    size_t rb = (size_t)bp_qk_rblocks(m), s = (size_t)(p->stride_h > 0 ? p->stride_h : 1);
+    size_t kw = p->kw > 0 && p->kw <= 64 ? (size_t)p->kw : 0;
+    size_t phases = (size_t)cig * s * s * ((p->h + s - 1) / s) * ((p->w + s - 1) / s);
+    return pb * kq * 4 + 4 * (size_t)row_len((int)pb) * 2 + rb * kq * 64 + rb * 16 * 4 + kw * pb + phases + 256;
 }
 
 /* Four int16 rows (16 pixels each step) to byte quads. s8: values −128..127
@@ -585,26 +587,45 @@ AVX2 static void quads_1x1(const uint8_t *in, size_t plane, int k, int np, int n
     }
 }
 
-/* Stride 1, dilation 1, output as wide as the input: the im2col row of
- * k = (ci, ky, kx) is channel ci's plane shifted by (ky − pad_t)·w +
- * (kx − pad_l), zero where the input row leaves the image (outside a flat
- * range [qa, qb) of the block's pixels, which also ends at np) or the column
- * wraps around (a periodic byte mask per kx). Four rows are loaded, masked and
- * interleaved straight into quads. A load that would leave the input tensor
- * goes byte by byte. */
+/* Convs whose output is as wide as the (phase) plane it reads, dilation 1.
+ * Stride 1: the im2col row of k = (ci, ky, kx) is channel ci's plane shifted
+ * by (ky − pad_t)·w + (kx − pad_l). Stride s > 1: the input is first split
+ * into s·s phase planes per channel (ph[py][px][y][x] = in[s·y + py][s·x + px],
+ * Hp × Wp each, zero past the image), and the row is phase plane
+ * ((ky − pad_t) mod s, (kx − pad_l) mod s) shifted by dy·Wp + dx, dy and dx
+ * the floor quotients. Either way a row is zero where the plane row leaves the
+ * plane (outside a flat range [qa, qb) of the block's pixels, which also ends
+ * at np) or the column wraps around (a periodic byte mask per kx). Four rows
+ * are loaded, masked and interleaved straight into quads. A load that would
+ * leave the source buffer goes byte by byte. */
+typedef struct {
+    ptrdiff_t poff;  /* plane start relative to the channel's */
+    ptrdiff_t shift; /* dy·Wp + dx */
+    int dx;
+} qtap;
+
+typedef struct {
+    const uint8_t *src;
+    ptrdiff_t total;   /* bytes readable from src */
+    ptrdiff_t c0, cs;  /* offset of the group's channel 0, channel stride */
+    int hp, wp;        /* plane height and width (= output width) */
+    int khw, kw;
+    const qtap *taps;  /* khw */
+} qplanes;
+
 static const uint8_t ramp_tbl[32] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                      255, 255, 255, 255, 255, 255, 255, 255,
                                      255, 255, 255, 255, 255, 255, 255, 255};
 
-AVX2 static void quads_same(const bp_qconv_params *p, const uint8_t *in, ptrdiff_t in_total,
-                            ptrdiff_t in_off, int p0, int np, int npad, int k, int s8, uint8_t *A,
-                            uint8_t *cm)
+AVX2 static void quads_planes(const qplanes *g, int p0, int np, int npad, int k, int s8, uint8_t *A,
+                              uint8_t *cm)
 {
-    const int w = p->w, khw = p->kh * p->kw, kqn = qk_quads(k);
-    const ptrdiff_t plane = (ptrdiff_t)p->h * w;
+    const int w = g->wp, kqn = qk_quads(k);
+    const ptrdiff_t plane = (ptrdiff_t)g->hp * w;
+    const uint8_t *in = g->src;
     const __m128i flip = _mm_set1_epi8((char)(s8 ? 0x80 : 0));
-    for (int kx = 0; kx < p->kw; kx++) {
-        const int dx = kx - p->pad_l;
+    for (int kx = 0; kx < g->kw; kx++) {
+        const int dx = g->taps[kx].dx;
         uint8_t *m = cm + (size_t)kx * npad;
         int ox = p0 % w, q = 0;
         for (; q < npad && q < w; q++) {
@@ -627,11 +648,11 @@ AVX2 static void quads_same(const bp_qconv_params *p, const uint8_t *in, ptrdiff
                 msk[j] = cm, off[j] = 0, qa[j] = qb[j] = 0;
                 continue;
             }
-            const int ci = kk / khw, tap = kk % khw, ky = tap / p->kw, kx = tap % p->kw;
-            const ptrdiff_t shift = (ptrdiff_t)(ky - p->pad_t) * w + (kx - p->pad_l);
-            off[j] = in_off + ci * plane + shift + p0;
-            msk[j] = cm + (size_t)kx * npad;
-            ptrdiff_t lo = -shift - p0, hi = plane - shift - p0;
+            const int ci = kk / g->khw, tap = kk % g->khw;
+            const qtap *t = &g->taps[tap];
+            off[j] = g->c0 + ci * g->cs + t->poff + t->shift + p0;
+            msk[j] = cm + (size_t)(tap % g->kw) * npad;
+            ptrdiff_t lo = -t->shift - p0, hi = plane - t->shift - p0;
             qa[j] = lo < 0 ? 0 : lo;
             qb[j] = hi > np ? np : hi;
         }
@@ -641,7 +662,7 @@ AVX2 static void quads_same(const bp_qconv_params *p, const uint8_t *in, ptrdiff
             for (int j = 0; j < 4; j++) {
                 if (q + 16 <= qa[j] || q >= qb[j])
                     b[j] = _mm_setzero_si128();
-                else if (off[j] + q >= 0 && off[j] + q + 16 <= in_total) {
+                else if (off[j] + q >= 0 && off[j] + q + 16 <= g->total) {
                     b[j] = _mm_and_si128(_mm_loadu_si128((const __m128i *)(in + off[j] + q)),
                                          _mm_loadu_si128((const __m128i *)(msk[j] + q)));
                     if (q < qa[j] || q + 16 > qb[j]) {
@@ -669,6 +690,63 @@ AVX2 static void quads_same(const bp_qconv_params *p, const uint8_t *in, ptrdiff
             _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(p01h, p23h));
         }
     }
+}
+
+static int floordiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* Phase-plane geometry of p when it qualifies (dilation 1, equal strides,
+ * output width = plane width, kh·kw <= 64): fills taps and returns 1. */
+static int plane_taps(const bp_qconv_params *p, int ow, qtap *taps, int *hp, int *wp)
+{
+    const int s = p->stride_h;
+    if (p->stride_w != s || p->dil_h != 1 || p->dil_w != 1 || p->kh * p->kw > 64)
+        return 0;
+    *hp = (p->h + s - 1) / s;
+    *wp = (p->w + s - 1) / s;
+    if (ow != *wp)
+        return 0;
+    for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++) {
+            int dy = floordiv(ky - p->pad_t, s), dx = floordiv(kx - p->pad_l, s);
+            int py = ky - p->pad_t - s * dy, px = kx - p->pad_l - s * dx;
+            qtap *t = &taps[ky * p->kw + kx];
+            t->poff = (ptrdiff_t)(py * s + px) * *hp * *wp;
+            t->shift = (ptrdiff_t)dy * *wp + dx;
+            t->dx = dx;
+        }
+    return 1;
+}
+
+/* Splits cig channels (planes h × w from src) into s·s phase planes each;
+ * only the phases some tap reads (used[py·s + px]) are written. */
+AVX2 static void split_phases(const uint8_t *src, int cig, int h, int w, int s, int hp, int wp,
+                              const uint8_t *used, uint8_t *dst)
+{
+    for (int c = 0; c < cig; c++)
+        for (int py = 0; py < s; py++)
+            for (int px = 0; px < s; px++) {
+                if (!used[py * s + px])
+                    continue;
+                uint8_t *d = dst + ((size_t)(c * s + py) * s + px) * hp * wp;
+                for (int y = 0; y < hp; y++, d += wp) {
+                    const int iy = y * s + py;
+                    if (iy >= h) {
+                        memset(d, 0, (size_t)wp);
+                        continue;
+                    }
+                    const uint8_t *r = src + ((size_t)c * h + iy) * w + px;
+                    int x = 0;
+                    if (s == 2)
+                        for (; x + 8 <= wp && 2 * x + px + 16 <= w; x += 8) {
+                            /* even bytes of 16 */
+                            __m128i v = _mm_loadu_si128((const __m128i *)(r + 2 * x));
+                            v = _mm_and_si128(v, _mm_set1_epi16(0xFF));
+                            _mm_storel_epi64((__m128i *)(d + x), _mm_packus_epi16(v, v));
+                        }
+                    for (; x < wp; x++)
+                        d[x] = x * s + px < w ? r[x * s] : 0;
+                }
+            }
 }
 
 /* Repacks one group's panel (M rows, K) into Wq and sets beff[r] = bias[r]
@@ -956,23 +1034,38 @@ AVX2 void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t 
     int32_t *beff = (int32_t *)(Wq + (size_t)bp_qk_rblocks(cog) * kqn * 64);
     const int direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !p->pad_t &&
                        !p->pad_l && !p->pad_b && !p->pad_r;
-    const int same = !direct && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 && p->dil_w == 1 &&
-                     ow == p->w && p->kw <= 64;
+    qtap taps[64];
+    int hp = 0, wp = 0;
+    const int planes = !direct && p->stride_h <= 8 && plane_taps(p, ow, taps, &hp, &wp),
+              split = planes && p->stride_h > 1;
     uint8_t *cmask = (uint8_t *)(beff + (size_t)bp_qk_rblocks(cog) * 16); /* kw·pb bytes */
+    uint8_t *phases = cmask + (size_t)p->kw * pb;                         /* cig·s·s·hp·wp bytes */
+    uint8_t used[64] = {0};
+    if (split && p->stride_h <= 8)
+        for (int i = 0; i < p->kh * p->kw; i++)
+            used[taps[i].poff / ((ptrdiff_t)hp * wp)] = 1;
+    qplanes qp = {split ? phases : (const uint8_t *)in,
+                  split ? (ptrdiff_t)cig * p->stride_h * p->stride_h * hp * wp : (ptrdiff_t)in_total,
+                  0,
+                  split ? (ptrdiff_t)p->stride_h * p->stride_h * hp * wp : (ptrdiff_t)plane,
+                  hp, wp, p->kh * p->kw, p->kw, taps};
     for (int g = 0; g < p->group; g++) {
         repack_q(wpanel + (size_t)g * gbytes, cog, k, p->wbits, bias ? bias + (size_t)g * cog : NULL, s8,
                  Wq, beff);
         for (int n = 0; n < p->n; n++) {
             const size_t in_off = ((size_t)n * p->cin + (size_t)g * cig) * plane;
             const size_t obase = ((size_t)n * p->cout + (size_t)g * cog) * npix;
+            if (split)
+                split_phases((const uint8_t *)in + in_off, cig, p->h, p->w, p->stride_h, hp, wp, used, phases);
+            else
+                qp.c0 = (ptrdiff_t)in_off;
             for (int p0 = 0; p0 < npix; p0 += pb) {
                 const int np = npix - p0 < pb ? npix - p0 : pb, tq = wide ? 2 * QP : QP,
                           npad = (np + tq - 1) / tq * tq;
                 if (direct)
                     quads_1x1((const uint8_t *)in + in_off + p0, plane, k, np, npad, s8, A, (size_t)npad * 4);
-                else if (same)
-                    quads_same(p, (const uint8_t *)in, (ptrdiff_t)in_total, (ptrdiff_t)in_off, p0, np, npad, k,
-                               s8, A, cmask);
+                else if (planes)
+                    quads_planes(&qp, p0, np, npad, k, s8, A, cmask);
                 else
                     for (int kq = 0; kq < kqn; kq++) {
                         for (int j = 0; j < 4; j++) {

@@ -62,10 +62,10 @@ void bp_qgemm_avx2(const bp_qgemm_params *p, const void *in, const uint8_t *wpan
                    const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int vnni);
 /* The VNNI conv: uint8 activation quads, vpdpbusd; wide = 0: AVX-VNNI ymm,
  * 4 channels x 16 pixels; wide = 1: AVX-512 VNNI zmm, 8 x 32 (kern_avx2.c); depthwise convs go to bp_qconv_avx2. Scratch: the larger of
- * bp_qk_vnni_scratch(cout/group, fan-in) and the AVX2 kernel's. */
+ * bp_qk_vnni_scratch(p) and the AVX2 kernel's. */
 void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
                    const int32_t *bias, const bp_qmul *qm, void *out, void *scratch, int wide);
-size_t bp_qk_vnni_scratch(int m, int k, int kw);
+size_t bp_qk_vnni_scratch(const bp_qconv_params *p);
 int bp_qk_quad_block(int k);
 
 #endif

@@ -126,8 +126,7 @@ size_t bp_qconv_buffer_size(const bp_qconv_params *p)
     if (p->group < 1 || p->cin < p->group)
         return 64;
     size_t gemm = panel_bytes(p->cin / p->group * p->kh * p->kw);
-    size_t quads = bp_qk_vnni_scratch(p->cout / p->group, p->cin / p->group * p->kh * p->kw,
-                                      p->kw);
+    size_t quads = bp_qk_vnni_scratch(p);
     gemm = gemm > quads ? gemm : quads;
     /* depthwise: kh zero-padded int32 rows (dw_row_len in kern_avx2.c) */
     size_t dw = (size_t)p->kh * (p->w + p->pad_l + p->pad_r + 16 + (p->kw - 1) * p->dil_w) * 4 + 64;

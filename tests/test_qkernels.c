@@ -98,6 +98,22 @@ static void run_conv_case(int it)
     p.pad_l = rnd(0, 1);
     p.pad_b = rnd(0, 2);
     p.pad_r = rnd(0, 1);
+    if (it % 7 == 5 && !dw) {
+        /* equal strides 1..3, dilation 1, output width ceil(w / s): the VNNI
+         * kernels' shifted (phase) plane path */
+        int s = rnd(1, 3);
+        p.stride_h = p.stride_w = s;
+        p.dil_h = p.dil_w = 1;
+        p.kw = rnd(1, 3);
+        p.w = rnd(p.kw, 11);
+        int owant = (p.w + s - 1) / s;
+        p.pad_l = rnd(0, p.kw - 1);
+        p.pad_r = s * (owant - 1) - p.w - p.pad_l + p.kw + rnd(0, s - 1);
+        if (p.pad_r < 0) {
+            p.pad_l -= p.pad_r;
+            p.pad_r = 0;
+        }
+    }
     if (it % 7 == 6) { /* 1x1, stride 1, no padding: the kernels' contiguous-row path */
         p.kh = p.kw = p.stride_h = p.stride_w = p.dil_h = p.dil_w = 1;
         p.pad_t = p.pad_l = p.pad_b = p.pad_r = 0;
