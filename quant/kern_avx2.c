@@ -366,13 +366,16 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
                          const uint8_t *wpanel, const int32_t *bias, const bp_qmul *qm, void *out,
                          int32_t *rows)
 {
-    const int K = p->kh * p->kw, u8 = p->in_type == BP_QT_U8, rl = dw_row_len(p);
+    const int K = p->kh * p->kw, u8 = p->in_type == BP_QT_U8, rl = dw_row_len(p), sw = p->stride_w;
     const size_t gbytes = bp_qk_group_bytes(1, K, p->wbits), plane = (size_t)p->h * p->w,
                  oplane = (size_t)oh * ow;
     int32_t wv[64];
     __m256i wb[64];
     const __m256i vlo = _mm256_set1_epi32(p->out_min), vhi = _mm256_set1_epi32(p->out_max);
-    memset(rows, 0, sizeof(int32_t) * (size_t)rl * p->kh);
+    memset(rows, 0, sizeof(int32_t) * (size_t)rl * p->kh * sw);
+    size_t toff[64]; /* padded column kx·dil_w: phase row and position */
+    for (int kx = 0; kx < p->kw && kx < 64; kx++)
+        toff[kx] = (size_t)(kx * p->dil_w % sw) * rl + (size_t)(kx * p->dil_w / sw);
     for (int n = 0; n < p->n; n++)
         for (int c = 0; c < p->cout; c++) {
             const uint8_t *gp = wpanel + (size_t)c * gbytes;
@@ -387,47 +390,78 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
             const int32_t b = bias ? bias[c] : 0;
             const size_t ib = ((size_t)n * p->cin + c) * plane, ob = ((size_t)n * p->cout + c) * oplane;
             for (int oy = 0; oy < oh; oy++) {
-                /* padded input rows of this output row; a row outside the image is all zero */
+                /* padded input rows of this output row, split into sw phases: padded
+                 * column X at rows[(ky·sw + X mod sw)·rl + X / sw]; a row outside the
+                 * image is all zero */
                 for (int ky = 0; ky < p->kh; ky++) {
-                    int32_t *r = rows + (size_t)ky * rl + p->pad_l;
+                    int32_t *r = rows + (size_t)ky * sw * rl;
                     int iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
                     if (iy < 0 || iy >= p->h) {
-                        memset(r, 0, sizeof(int32_t) * p->w);
+                        memset(r, 0, sizeof(int32_t) * (size_t)rl * sw);
                         continue;
                     }
                     const size_t at = ib + (size_t)iy * p->w;
-                    if (u8)
-                        for (int x = 0; x < p->w; x++)
-                            r[x] = ((const uint8_t *)in)[at + x];
-                    else
-                        for (int x = 0; x < p->w; x++)
-                            r[x] = ((const int8_t *)in)[at + x];
+                    if (sw == 1) {
+                        r += p->pad_l;
+                        int x = 0;
+                        if (u8)
+                            for (; x + 8 <= p->w; x += 8)
+                                _mm256_storeu_si256((__m256i *)(r + x), _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                                        (const __m128i *)((const uint8_t *)in + at + x))));
+                        else
+                            for (; x + 8 <= p->w; x += 8)
+                                _mm256_storeu_si256((__m256i *)(r + x), _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                                        (const __m128i *)((const uint8_t *)in + at + x))));
+                        for (; x < p->w; x++)
+                            r[x] = u8 ? ((const uint8_t *)in)[at + x] : ((const int8_t *)in)[at + x];
+                    } else {
+                        int ph = p->pad_l % sw, pos = p->pad_l / sw;
+                        for (int x = 0; x < p->w; x++) {
+                            r[(size_t)ph * rl + pos] = u8 ? ((const uint8_t *)in)[at + x] : ((const int8_t *)in)[at + x];
+                            if (++ph == sw)
+                                ph = 0, pos++;
+                        }
+                    }
                 }
                 int ox = 0;
-                if (p->stride_w == 1 && vec_ok)
+                if (vec_ok)
                     for (; ox < ow; ox += 8) {
                         __m256i acc = _mm256_set1_epi32(b);
                         for (int ky = 0; ky < p->kh; ky++) {
-                            const int32_t *r = rows + (size_t)ky * rl + ox;
+                            const int32_t *r = rows + (size_t)ky * sw * rl + ox;
                             for (int kx = 0; kx < p->kw; kx++)
                                 acc = _mm256_add_epi32(
-                                    acc, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(r + kx * p->dil_w)),
+                                    acc, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(r + toff[kx])),
                                                             wb[ky * p->kw + kx]));
                         }
                         acc = _mm256_min_epi32(_mm256_max_epi32(vrequant(acc, vm, vr, vz), vlo), vhi);
-                        int32_t res[8];
-                        _mm256_storeu_si256((__m256i *)res, acc);
                         const int nj = ow - ox < 8 ? ow - ox : 8;
-                        for (int j = 0; j < nj; j++)
-                            bp_qk_store(out, ob + (size_t)oy * ow + ox + j, p->out_type, res[j], p->out_min,
-                                        p->out_max);
+                        const size_t at = ob + (size_t)oy * ow + ox;
+                        if (p->out_type == BP_QT_S32) {
+                            int32_t res[8];
+                            _mm256_storeu_si256((__m256i *)res, acc);
+                            memcpy((int32_t *)out + at, res, sizeof(int32_t) * nj);
+                        } else {
+                            /* clamped to the type's range: the saturating packs are exact */
+                            __m128i v16 = _mm_packs_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+                            __m128i v8 = p->out_type == BP_QT_U8 ? _mm_packus_epi16(v16, v16) : _mm_packs_epi16(v16, v16);
+                            if (nj == 8)
+                                _mm_storel_epi64((__m128i *)((uint8_t *)out + at), v8);
+                            else {
+                                uint8_t res[16];
+                                _mm_storeu_si128((__m128i *)res, v8);
+                                memcpy((uint8_t *)out + at, res, (size_t)nj);
+                            }
+                        }
                     }
                 for (; ox < ow; ox++) {
                     int32_t acc = b;
                     for (int ky = 0; ky < p->kh; ky++) {
-                        const int32_t *r = rows + (size_t)ky * rl + ox * p->stride_w;
-                        for (int kx = 0; kx < p->kw; kx++)
-                            acc += r[kx * p->dil_w] * wv[ky * p->kw + kx];
+                        const int32_t *r = rows + (size_t)ky * sw * rl;
+                        for (int kx = 0; kx < p->kw; kx++) {
+                            const int X = ox * sw + kx * p->dil_w;
+                            acc += r[(size_t)(X % sw) * rl + X / sw] * wv[ky * p->kw + kx];
+                        }
                     }
                     bp_qk_store(out, ob + (size_t)oy * ow + ox, p->out_type, bp_requant(acc, q), p->out_min,
                                 p->out_max);
