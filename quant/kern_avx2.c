@@ -369,18 +369,22 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
     const int K = p->kh * p->kw, u8 = p->in_type == BP_QT_U8, rl = dw_row_len(p), sw = p->stride_w;
     const size_t gbytes = bp_qk_group_bytes(1, K, p->wbits), plane = (size_t)p->h * p->w,
                  oplane = (size_t)oh * ow;
+    const int cell = bp_qk_cell(p->wbits);
     int32_t wv[64];
     __m256i wb[64];
     const __m256i vlo = _mm256_set1_epi32(p->out_min), vhi = _mm256_set1_epi32(p->out_max);
-    memset(rows, 0, sizeof(int32_t) * (size_t)rl * p->kh * sw);
+    memset(rows, 0, sizeof(int32_t) * (size_t)rl * (p->h + p->pad_t + p->pad_b) * sw);
     size_t toff[64]; /* padded column kx·dil_w: phase row and position */
     for (int kx = 0; kx < p->kw && kx < 64; kx++)
         toff[kx] = (size_t)(kx * p->dil_w % sw) * rl + (size_t)(kx * p->dil_w / sw);
     for (int n = 0; n < p->n; n++)
         for (int c = 0; c < p->cout; c++) {
             const uint8_t *gp = wpanel + (size_t)c * gbytes;
+            /* row 0 of the panel: value t of k pair j is byte t of cell j (5..8 bits)
+             * or the low nibble of byte t (2..4 bits) */
             for (int k = 0; k < K; k++) {
-                wv[k] = bp_qk_get(gp, K, p->wbits, 0, k);
+                const uint8_t v = gp[(size_t)(k / 2) * cell + k % 2];
+                wv[k] = p->wbits > 4 ? (int8_t)v : (int8_t)(uint8_t)(v << 4) >> 4;
                 wb[k] = _mm256_set1_epi32(wv[k]);
             }
             const bp_qmul q = qm[c];
@@ -389,46 +393,40 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
                           vz = _mm256_set1_epi32(q.mult == 0 ? -1 : 0);
             const int32_t b = bias ? bias[c] : 0;
             const size_t ib = ((size_t)n * p->cin + c) * plane, ob = ((size_t)n * p->cout + c) * oplane;
-            for (int oy = 0; oy < oh; oy++) {
-                /* padded input rows of this output row, split into sw phases: padded
-                 * column X at rows[(ky·sw + X mod sw)·rl + X / sw]; a row outside the
-                 * image is all zero */
-                for (int ky = 0; ky < p->kh; ky++) {
-                    int32_t *r = rows + (size_t)ky * sw * rl;
-                    int iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
-                    if (iy < 0 || iy >= p->h) {
-                        memset(r, 0, sizeof(int32_t) * (size_t)rl * sw);
-                        continue;
-                    }
-                    const size_t at = ib + (size_t)iy * p->w;
-                    if (sw == 1) {
-                        r += p->pad_l;
-                        int x = 0;
-                        if (u8)
-                            for (; x + 8 <= p->w; x += 8)
-                                _mm256_storeu_si256((__m256i *)(r + x), _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                                        (const __m128i *)((const uint8_t *)in + at + x))));
-                        else
-                            for (; x + 8 <= p->w; x += 8)
-                                _mm256_storeu_si256((__m256i *)(r + x), _mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                                                        (const __m128i *)((const uint8_t *)in + at + x))));
-                        for (; x < p->w; x++)
-                            r[x] = u8 ? ((const uint8_t *)in)[at + x] : ((const int8_t *)in)[at + x];
-                    } else {
-                        int ph = p->pad_l % sw, pos = p->pad_l / sw;
-                        for (int x = 0; x < p->w; x++) {
-                            r[(size_t)ph * rl + pos] = u8 ? ((const uint8_t *)in)[at + x] : ((const int8_t *)in)[at + x];
-                            if (++ph == sw)
-                                ph = 0, pos++;
-                        }
+            /* the zero-padded input plane, each row split into sw phases: padded
+             * (Y, X) at rows[(Y·sw + X mod sw)·rl + X / sw]; padding stays zero */
+            for (int iy = 0; iy < p->h; iy++) {
+                int32_t *r = rows + (size_t)(iy + p->pad_t) * sw * rl;
+                const size_t at = ib + (size_t)iy * p->w;
+                if (sw == 1) {
+                    r += p->pad_l;
+                    int x = 0;
+                    if (u8)
+                        for (; x + 8 <= p->w; x += 8)
+                            _mm256_storeu_si256((__m256i *)(r + x), _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                                    (const __m128i *)((const uint8_t *)in + at + x))));
+                    else
+                        for (; x + 8 <= p->w; x += 8)
+                            _mm256_storeu_si256((__m256i *)(r + x), _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                                    (const __m128i *)((const uint8_t *)in + at + x))));
+                    for (; x < p->w; x++)
+                        r[x] = u8 ? ((const uint8_t *)in)[at + x] : ((const int8_t *)in)[at + x];
+                } else {
+                    int ph = p->pad_l % sw, pos = p->pad_l / sw;
+                    for (int x = 0; x < p->w; x++) {
+                        r[(size_t)ph * rl + pos] = u8 ? ((const uint8_t *)in)[at + x] : ((const int8_t *)in)[at + x];
+                        if (++ph == sw)
+                            ph = 0, pos++;
                     }
                 }
+            }
+            for (int oy = 0; oy < oh; oy++) {
                 int ox = 0;
                 if (vec_ok)
                     for (; ox < ow; ox += 8) {
                         __m256i acc = _mm256_set1_epi32(b);
                         for (int ky = 0; ky < p->kh; ky++) {
-                            const int32_t *r = rows + (size_t)ky * sw * rl + ox;
+                            const int32_t *r = rows + (size_t)(oy * p->stride_h + ky * p->dil_h) * sw * rl + ox;
                             for (int kx = 0; kx < p->kw; kx++)
                                 acc = _mm256_add_epi32(
                                     acc, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(r + toff[kx])),
@@ -457,7 +455,7 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
                 for (; ox < ow; ox++) {
                     int32_t acc = b;
                     for (int ky = 0; ky < p->kh; ky++) {
-                        const int32_t *r = rows + (size_t)ky * sw * rl;
+                        const int32_t *r = rows + (size_t)(oy * p->stride_h + ky * p->dil_h) * sw * rl;
                         for (int kx = 0; kx < p->kw; kx++) {
                             const int X = ox * sw + kx * p->dil_w;
                             acc += r[(size_t)(X % sw) * rl + X / sw] * wv[ky * p->kw + kx];
