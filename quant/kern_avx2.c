@@ -588,9 +588,12 @@ AVX2 static void interleave4(int16_t *const t[4], int npad, int s8, uint8_t *A)
 }
 
 /* 1x1, stride 1, no padding: the quads come straight from four channel
- * planes (16 pixels of a plane are contiguous); the tail goes byte by byte. */
-AVX2 static void quads_1x1(const uint8_t *in, size_t plane, int k, int np, int npad, int s8,
-                           uint8_t *A, size_t astride)
+ * planes (16 pixels of a plane are contiguous). Past np the loads may pick up
+ * the next channel's bytes (those pixels are computed but never stored) as
+ * long as they stay inside the input (avail bytes from in); otherwise the tail
+ * goes byte by byte. */
+AVX2 static void quads_1x1(const uint8_t *in, ptrdiff_t avail, size_t plane, int k, int np, int npad,
+                           int s8, uint8_t *A, size_t astride)
 {
     const __m128i flip = _mm_set1_epi8((char)(s8 ? 0x80 : 0));
     const int kqn = qk_quads(k);
@@ -600,7 +603,8 @@ AVX2 static void quads_1x1(const uint8_t *in, size_t plane, int k, int np, int n
         for (int j = 0; j < 4; j++)
             src[j] = 4 * kq + j < k ? in + (size_t)(4 * kq + j) * plane : NULL;
         int p = 0;
-        for (; p + 16 <= np; p += 16) {
+        const ptrdiff_t last = (ptrdiff_t)(4 * kq + 3 < k ? 4 * kq + 3 : k - 1) * (ptrdiff_t)plane;
+        for (; p < np && (p + 16 <= np || last + p + 16 <= avail); p += 16) {
             __m128i b[4];
             for (int j = 0; j < 4; j++)
                 b[j] = src[j] ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src[j] + p)), flip)
@@ -613,9 +617,11 @@ AVX2 static void quads_1x1(const uint8_t *in, size_t plane, int k, int np, int n
             _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(p01h, p23h));
             _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(p01h, p23h));
         }
-        for (; p < npad; p++)
+        for (; p < np; p++)
             for (int j = 0; j < 4; j++)
-                Ak[(size_t)p * 4 + j] = src[j] && p < np ? (uint8_t)(src[j][p] ^ (s8 ? 0x80 : 0)) : 0;
+                Ak[(size_t)p * 4 + j] = src[j] ? (uint8_t)(src[j][p] ^ (s8 ? 0x80 : 0)) : 0;
+        if (p < npad)
+            memset(Ak + (size_t)p * 4, 0, (size_t)(npad - p) * 4);
     }
 }
 
@@ -1095,7 +1101,8 @@ AVX2 void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t 
                 const int np = npix - p0 < pb ? npix - p0 : pb, tq = wide ? 2 * QP : QP,
                           npad = (np + tq - 1) / tq * tq;
                 if (direct)
-                    quads_1x1((const uint8_t *)in + in_off + p0, plane, k, np, npad, s8, A, (size_t)npad * 4);
+                    quads_1x1((const uint8_t *)in + in_off + p0, (ptrdiff_t)(in_total - in_off - p0), plane, k, np,
+                              npad, s8, A, (size_t)npad * 4);
                 else if (planes)
                     quads_planes(&qp, p0, np, npad, k, s8, A, cmask);
                 else
