@@ -946,7 +946,9 @@ VNNI static void tiles_q(const uint8_t *A, int np, int npad, int kqn, const uint
  * accumulators), requantization on 16 lanes, masked stores for tails. */
 #define AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-AVX512 static inline __m512i vrequant_z(__m512i x, __m512i m, __m512i right, __mmask16 zmask)
+/* mask = 2^right − 1 and half = mask >> 1, precomputed per row */
+AVX512 static inline __m512i vrequant_z(__m512i x, __m512i m, __m512i right, __m512i mask, __m512i half,
+                                        __mmask16 zmask)
 {
     const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
     __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
@@ -955,10 +957,8 @@ AVX512 static inline __m512i vrequant_z(__m512i x, __m512i m, __m512i right, __m
     __m512i y = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
     y = _mm512_mask_blend_epi32(zmask, y, x);
     const __m512i one = _mm512_set1_epi32(1);
-    __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
     __m512i rem = _mm512_and_si512(y, mask);
-    __m512i thr = _mm512_srli_epi32(mask, 1);
-    thr = _mm512_mask_add_epi32(thr, _mm512_cmplt_epi32_mask(y, _mm512_setzero_si512()), thr, one);
+    __m512i thr = _mm512_mask_add_epi32(half, _mm512_cmplt_epi32_mask(y, _mm512_setzero_si512()), half, one);
     __m512i r = _mm512_srav_epi32(y, right);
     return _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, one);
 }
@@ -971,7 +971,7 @@ AVX512 static void tiles_z(const uint8_t *A, int np, int npad, int kqn, const ui
     const size_t astride = (size_t)npad * 4;
     for (int rg = 0; rg < (M + 7) / 8; rg++) {
         const uint8_t *wg0 = Wq + (size_t)(2 * rg) * kqn * 16, *wg1 = wg0 + (size_t)kqn * 16;
-        __m512i vb[8], vm[8], vs[8];
+        __m512i vb[8], vm[8], vs[8], vk[8], vh[8];
         __mmask16 vz[8];
         int vec_ok = 1;
         for (int i = 0; i < 8; i++) {
@@ -980,6 +980,9 @@ AVX512 static void tiles_z(const uint8_t *A, int np, int npad, int kqn, const ui
             vb[i] = _mm512_set1_epi32(beff[r]);
             vm[i] = _mm512_set1_epi32(q.mult);
             vs[i] = _mm512_set1_epi32(-q.shift);
+            const uint32_t mk = q.shift <= 0 && q.shift >= -31 ? (1u << -q.shift) - 1 : 0;
+            vk[i] = _mm512_set1_epi32((int32_t)mk);
+            vh[i] = _mm512_set1_epi32((int32_t)(mk >> 1));
             vz[i] = q.mult == 0 ? 0xFFFF : 0;
             if (q.shift > 0 || q.shift < -31)
                 vec_ok = 0;
@@ -1025,7 +1028,7 @@ AVX512 static void tiles_z(const uint8_t *A, int np, int npad, int kqn, const ui
                     const __mmask16 km = (__mmask16)(cnt == 16 ? 0xFFFF : (1u << cnt) - 1);
                     __m512i x = _mm512_add_epi32(c[i][h], vb[i]);
                     if (vec_ok)
-                        x = _mm512_min_epi32(_mm512_max_epi32(vrequant_z(x, vm[i], vs[i], vz[i]), vlo), vhi);
+                        x = _mm512_min_epi32(_mm512_max_epi32(vrequant_z(x, vm[i], vs[i], vk[i], vh[i], vz[i]), vlo), vhi);
                     else {
                         int32_t res[16];
                         _mm512_storeu_si512((void *)res, x);
