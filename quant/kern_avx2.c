@@ -374,9 +374,13 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
     __m256i wb[64];
     const __m256i vlo = _mm256_set1_epi32(p->out_min), vhi = _mm256_set1_epi32(p->out_max);
     memset(rows, 0, sizeof(int32_t) * (size_t)rl * (p->h + p->pad_t + p->pad_b) * sw);
-    size_t toff[64]; /* padded column kx·dil_w: phase row and position */
+    size_t toff[64] = {0}; /* padded column kx·dil_w: phase row and position */
     for (int kx = 0; kx < p->kw && kx < 64; kx++)
         toff[kx] = (size_t)(kx * p->dil_w % sw) * rl + (size_t)(kx * p->dil_w / sw);
+    const int k33 = p->kh == 3 && p->kw == 3;
+    const size_t t0 = toff[0], t1 = toff[1], t2 = toff[2];
+    const size_t in_total = (size_t)p->n * p->cin * plane;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int n = 0; n < p->n; n++)
         for (int c = 0; c < p->cout; c++) {
             const uint8_t *gp = wpanel + (size_t)c * gbytes;
@@ -387,6 +391,10 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
                 wv[k] = p->wbits > 4 ? (int8_t)v : (int8_t)(uint8_t)(v << 4) >> 4;
                 wb[k] = _mm256_set1_epi32(wv[k]);
             }
+            for (int k = K; k < 9; k++)
+                wb[k] = _mm256_setzero_si256();
+            const __m256i w0 = wb[0], w1 = wb[1], w2 = wb[2], w3 = wb[3], w4 = wb[4], w5 = wb[5], w6 = wb[6],
+                          w7 = wb[7], w8 = wb[8];
             const bp_qmul q = qm[c];
             const int vec_ok = q.shift <= 0 && q.shift >= -31;
             const __m256i vm = _mm256_set1_epi32(q.mult), vr = _mm256_set1_epi32(-q.shift),
@@ -409,6 +417,14 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
                         for (; x + 8 <= p->w; x += 8)
                             _mm256_storeu_si256((__m256i *)(r + x), _mm256_cvtepi8_epi32(_mm_loadl_epi64(
                                                     (const __m128i *)((const uint8_t *)in + at + x))));
+                    if (x < p->w && at + x + 8 <= in_total) {
+                        /* the last < 8 values; lanes past w store the padding's zeros */
+                        __m128i b8 = _mm_loadl_epi64((const __m128i *)((const uint8_t *)in + at + x));
+                        __m256i v = u8 ? _mm256_cvtepu8_epi32(b8) : _mm256_cvtepi8_epi32(b8);
+                        v = _mm256_and_si256(v, _mm256_cmpgt_epi32(_mm256_set1_epi32(p->w - x), lane));
+                        _mm256_storeu_si256((__m256i *)(r + x), v);
+                        x = p->w;
+                    }
                     for (; x < p->w; x++)
                         r[x] = u8 ? ((const uint8_t *)in)[at + x] : ((const int8_t *)in)[at + x];
                 } else {
@@ -425,13 +441,25 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
                 if (vec_ok)
                     for (; ox < ow; ox += 8) {
                         __m256i acc = _mm256_set1_epi32(b);
-                        for (int ky = 0; ky < p->kh; ky++) {
-                            const int32_t *r = rows + (size_t)(oy * p->stride_h + ky * p->dil_h) * sw * rl + ox;
-                            for (int kx = 0; kx < p->kw; kx++)
-                                acc = _mm256_add_epi32(
-                                    acc, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(r + toff[kx])),
-                                                            wb[ky * p->kw + kx]));
-                        }
+                        if (k33) {
+                            const int32_t *r = rows + (size_t)(oy * p->stride_h) * sw * rl + ox;
+                            const size_t dr = (size_t)p->dil_h * sw * rl;
+#define DWTAP(R, T, W) \
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)((R) + (T))), W))
+                            DWTAP(r, t0, w0); DWTAP(r, t1, w1); DWTAP(r, t2, w2);
+                            r += dr;
+                            DWTAP(r, t0, w3); DWTAP(r, t1, w4); DWTAP(r, t2, w5);
+                            r += dr;
+                            DWTAP(r, t0, w6); DWTAP(r, t1, w7); DWTAP(r, t2, w8);
+#undef DWTAP
+                        } else
+                            for (int ky = 0; ky < p->kh; ky++) {
+                                const int32_t *r = rows + (size_t)(oy * p->stride_h + ky * p->dil_h) * sw * rl + ox;
+                                for (int kx = 0; kx < p->kw; kx++)
+                                    acc = _mm256_add_epi32(
+                                        acc, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(r + toff[kx])),
+                                                                wb[ky * p->kw + kx]));
+                            }
                         acc = _mm256_min_epi32(_mm256_max_epi32(vrequant(acc, vm, vr, vz), vlo), vhi);
                         const int nj = ow - ox < 8 ? ow - ox : 8;
                         const size_t at = ob + (size_t)oy * ow + ox;
@@ -443,12 +471,23 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
                             /* clamped to the type's range: the saturating packs are exact */
                             __m128i v16 = _mm_packs_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
                             __m128i v8 = p->out_type == BP_QT_U8 ? _mm_packus_epi16(v16, v16) : _mm_packs_epi16(v16, v16);
+                            uint8_t *d = (uint8_t *)out + at;
                             if (nj == 8)
-                                _mm_storel_epi64((__m128i *)((uint8_t *)out + at), v8);
-                            else {
-                                uint8_t res[16];
-                                _mm_storeu_si128((__m128i *)res, v8);
-                                memcpy((uint8_t *)out + at, res, (size_t)nj);
+                                _mm_storel_epi64((__m128i *)d, v8);
+                            else { /* fixed-size pieces: no library call */
+                                uint64_t v = (uint64_t)_mm_cvtsi128_si64(v8);
+                                if (nj & 4) {
+                                    uint32_t v4 = (uint32_t)v;
+                                    memcpy(d, &v4, 4);
+                                    d += 4, v >>= 32;
+                                }
+                                if (nj & 2) {
+                                    uint16_t v2 = (uint16_t)v;
+                                    memcpy(d, &v2, 2);
+                                    d += 2, v >>= 16;
+                                }
+                                if (nj & 1)
+                                    *d = (uint8_t)v;
                             }
                         }
                     }
