@@ -373,7 +373,7 @@ AVX2 static void dw_conv(const bp_qconv_params *p, int oh, int ow, const void *i
     int32_t wv[64];
     __m256i wb[64];
     const __m256i vlo = _mm256_set1_epi32(p->out_min), vhi = _mm256_set1_epi32(p->out_max);
-    memset(rows, 0, sizeof(int32_t) * (size_t)rl * (p->h + p->pad_t + p->pad_b) * sw);
+    memset(rows, 0, sizeof(int32_t) * (size_t)rl * bp_qk_dw_rows(p) * sw);
     size_t toff[64] = {0}; /* padded column kx·dil_w: phase row and position */
     for (int kx = 0; kx < p->kw && kx < 64; kx++)
         toff[kx] = (size_t)(kx * p->dil_w % sw) * rl + (size_t)(kx * p->dil_w / sw);

@@ -31,6 +31,17 @@ static inline int bp_qk_get(const uint8_t *gp, int k, int wbits, int row, int co
     return nib >= 8 ? nib - 16 : nib;
 }
 
+/* Rows of the depthwise kernel's padded plane: h + pad_t + pad_b, or more when
+ * the last output row's window reaches past the bottom padding (out_hw
+ * divides with truncation, so a window may overhang by up to stride − 1 rows). */
+static inline int bp_qk_dw_rows(const bp_qconv_params *p)
+{
+    int oh, ow, r = p->h + p->pad_t + p->pad_b;
+    bp_qconv_out_hw(p, &oh, &ow);
+    int need = (oh - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
+    return oh >= 1 && need > r ? need : r;
+}
+
 /* Pixels per im2col block of the AVX2 path for fan-in k. */
 int bp_qk_pixel_block(int k);
 

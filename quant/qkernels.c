@@ -128,9 +128,9 @@ size_t bp_qconv_buffer_size(const bp_qconv_params *p)
     size_t gemm = panel_bytes(p->cin / p->group * p->kh * p->kw);
     size_t quads = bp_qk_vnni_scratch(p);
     gemm = gemm > quads ? gemm : quads;
-    /* depthwise: the zero-padded plane, (h + pad_t + pad_b)·stride_w int32 rows
+    /* depthwise: the zero-padded plane, bp_qk_dw_rows·stride_w int32 rows
      * (dw_row_len in kern_avx2.c) */
-    size_t dw = (size_t)(p->h + p->pad_t + p->pad_b) * (p->stride_w > 0 ? p->stride_w : 1) *
+    size_t dw = (size_t)bp_qk_dw_rows(p) * (p->stride_w > 0 ? p->stride_w : 1) *
                     (p->w + p->pad_l + p->pad_r + 16 + (p->kw - 1) * p->dil_w) * 4 + 64;
     return gemm > dw ? gemm : dw;
 }

@@ -196,10 +196,11 @@ static void run_conv_case(int it)
                             v = get_out(o_vnni, oi, p.out_type), z = get_out(o_z, oi, p.out_type);
                     if (r != want || a != want || v != want || z != want) {
                         if (bad++ < 5)
-                            cr_log_error("case %d (n%d g%d cin%d cout%d %dx%d k%dx%d s%d w%d): out[%zu] "
+                            cr_log_error("case %d (n%d g%d cin%d cout%d %dx%d k%dx%d s%dx%d d%dx%d pad %d %d %d %d w%d): out[%zu] "
                                          "naive %lld ref %lld avx2 %lld avxvnni %lld avx512vnni %lld",
                                          it, p.n, p.group, p.cin, p.cout, p.h, p.w, p.kh, p.kw,
-                                         p.stride_h, p.wbits, oi, (long long)want, (long long)r,
+                                         p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.pad_t, p.pad_l, p.pad_b,
+                                         p.pad_r, p.wbits, oi, (long long)want, (long long)r,
                                          (long long)a, (long long)v, (long long)z);
                     }
                 }
