@@ -86,8 +86,12 @@ AVX2 static void conv_row(const bp_qconv_params *p, int ow, const void *in, size
             _mm256_storeu_si256((__m256i *)(t + k),
                                 u8 ? _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + k)))
                                    : _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(src + k))));
-        for (; k < b; k++)
+        /* past the buffer's end only wrapped columns remain (zeroed below):
+         * never read them */
+        for (; k < b && (ptrdiff_t)cbase + shift + p0 + k < (ptrdiff_t)in_total; k++)
             t[k] = u8 ? src[k] : (int8_t)src[k];
+        for (; k < b; k++)
+            t[k] = 0;
         for (k = b; k < npad; k++)
             t[k] = 0;
         /* columns whose input column left the row: ox + kx − pad_l outside [0, w) */
