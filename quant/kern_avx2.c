@@ -738,7 +738,47 @@ AVX2 static void quads_planes(const qplanes *g, int p0, int np, int npad, int k,
             qb[j] = hi > np ? np : hi;
         }
         uint8_t *Ak = A + (size_t)kq * npad * 4;
+        /* blocks [f0, f1) where every row's load is whole, inside its range and
+         * inside the buffer: no per-block checks */
+        ptrdiff_t lo = 0, hi = npad;
+        int nv = 0;
+        for (int j = 0; j < 4; j++)
+            if (4 * kq + j < k) {
+                ptrdiff_t l = qa[j] > -off[j] ? qa[j] : -off[j];
+                ptrdiff_t h = qb[j] < g->total - off[j] ? qb[j] : g->total - off[j];
+                lo = l > lo ? l : lo;
+                hi = h < hi ? h : hi;
+                nv = j + 1;
+            }
+        const ptrdiff_t f0 = (lo + 15) / 16 * 16;
+        ptrdiff_t f1 = f0;
+        while (f1 + 16 <= hi)
+            f1 += 16;
+        if (nv == 4)
+            for (ptrdiff_t q = f0; q < f1; q += 16) {
+                __m128i b0 = _mm_xor_si128(_mm_and_si128(_mm_loadu_si128((const __m128i *)(in + off[0] + q)),
+                                                         _mm_loadu_si128((const __m128i *)(msk[0] + q))), flip);
+                __m128i b1 = _mm_xor_si128(_mm_and_si128(_mm_loadu_si128((const __m128i *)(in + off[1] + q)),
+                                                         _mm_loadu_si128((const __m128i *)(msk[1] + q))), flip);
+                __m128i b2 = _mm_xor_si128(_mm_and_si128(_mm_loadu_si128((const __m128i *)(in + off[2] + q)),
+                                                         _mm_loadu_si128((const __m128i *)(msk[2] + q))), flip);
+                __m128i b3 = _mm_xor_si128(_mm_and_si128(_mm_loadu_si128((const __m128i *)(in + off[3] + q)),
+                                                         _mm_loadu_si128((const __m128i *)(msk[3] + q))), flip);
+                __m128i p01l = _mm_unpacklo_epi8(b0, b1), p01h = _mm_unpackhi_epi8(b0, b1);
+                __m128i p23l = _mm_unpacklo_epi8(b2, b3), p23h = _mm_unpackhi_epi8(b2, b3);
+                __m128i *d = (__m128i *)(Ak + (size_t)q * 4);
+                _mm_storeu_si128(d, _mm_unpacklo_epi16(p01l, p23l));
+                _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(p01l, p23l));
+                _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(p01h, p23h));
+                _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(p01h, p23h));
+            }
+        else
+            f1 = f0;
         for (int q = 0; q < npad; q += 16) {
+            if (q == f0 && f1 > f0) {
+                q = (int)f1 - 16;
+                continue;
+            }
             __m128i b[4];
             for (int j = 0; j < 4; j++) {
                 if (q + 16 <= qa[j] || q >= qb[j])
