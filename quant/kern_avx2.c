@@ -860,9 +860,70 @@ static int plane_taps(const bp_qconv_params *p, int ow, qtap *taps, int *hp, int
 
 /* Splits cig channels (planes h × w from src) into s·s phase planes each;
  * only the phases some tap reads (used[py·s + px]) are written. */
+/* Stores the first n (0..8) bytes of v at d without a library call. */
+AVX2 static inline void store_n8(uint8_t *d, __m128i v, int n)
+{
+    uint64_t x = (uint64_t)_mm_cvtsi128_si64(v);
+    if (n == 8) {
+        memcpy(d, &x, 8);
+        return;
+    }
+    if (n & 4) {
+        uint32_t x4 = (uint32_t)x;
+        memcpy(d, &x4, 4);
+        d += 4, x >>= 32;
+    }
+    if (n & 2) {
+        uint16_t x2 = (uint16_t)x;
+        memcpy(d, &x2, 2);
+        d += 2, x >>= 16;
+    }
+    if (n & 1)
+        *d = (uint8_t)x;
+}
+
 AVX2 static void split_phases(const uint8_t *src, int cig, int h, int w, int s, int hp, int wp,
                               const uint8_t *used, uint8_t *dst)
 {
+    if (s == 2 && w <= 127) {
+        /* each input row gives both column phases: 16 columns, pshufb evens to
+         * the low 8 bytes and odds to the high 8, bytes past w zeroed */
+        const __m128i sel = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+        const __m128i col = sel; /* the column offset of each byte after the shuffle */
+        const uint8_t *end = src + (size_t)cig * h * w;
+        const size_t ps = (size_t)hp * wp;
+        for (int c = 0; c < cig; c++)
+            for (int iy = 0; iy < 2 * hp; iy++) {
+                const int py = iy & 1, y = iy >> 1;
+                uint8_t *d0 = dst + ((size_t)(c * 2 + py) * 2) * ps + (size_t)y * wp, *d1 = d0 + ps;
+                const int u0 = used[py * 2], u1 = used[py * 2 + 1];
+                if (!u0 && !u1)
+                    continue;
+                if (iy >= h) {
+                    if (u0)
+                        memset(d0, 0, (size_t)wp);
+                    if (u1)
+                        memset(d1, 0, (size_t)wp);
+                    continue;
+                }
+                const uint8_t *r = src + ((size_t)c * h + iy) * w;
+                int x = 0;
+                for (; x < w && r + x + 16 <= end; x += 16) {
+                    __m128i v = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(r + x)), sel);
+                    v = _mm_and_si128(v, _mm_cmpgt_epi8(_mm_set1_epi8((char)(w - x)), col));
+                    const int n = wp - x / 2 < 8 ? wp - x / 2 : 8;
+                    if (u0)
+                        store_n8(d0 + x / 2, v, n);
+                    if (u1)
+                        store_n8(d1 + x / 2, _mm_srli_si128(v, 8), n);
+                }
+                for (int xp = x / 2; xp < wp; xp++) {
+                    d0[xp] = 2 * xp < w ? r[2 * xp] : 0;
+                    d1[xp] = 2 * xp + 1 < w ? r[2 * xp + 1] : 0;
+                }
+            }
+        return;
+    }
     for (int c = 0; c < cig; c++)
         for (int py = 0; py < s; py++)
             for (int px = 0; px < s; px++) {
