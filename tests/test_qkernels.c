@@ -358,3 +358,63 @@ Test(qkernels, rejects_bad_params)
     p.wbits = 8;
     cr_assert_eq(bp_qconv_check(&p), BP_OK);
 }
+
+Test(qkernels, model_shapes_match_reference)
+{
+    /* The reference models' conv shapes (wider than the random cases: several
+     * 16-column chunks per row, pixel blocks, phase planes), each SIMD
+     * implementation against the reference kernel, signed and unsigned inputs. */
+    const int sh[][7] = {/* cin, cout, hw, k, stride, pad, group */
+                         {1, 16, 28, 3, 1, 1, 1},   {16, 16, 28, 3, 1, 1, 1},  {16, 32, 28, 3, 2, 1, 1},
+                         {16, 32, 28, 1, 2, 0, 1},  {32, 64, 14, 3, 2, 1, 1},  {32, 64, 14, 1, 2, 0, 1},
+                         {1, 16, 28, 3, 2, 1, 1},   {16, 16, 14, 3, 1, 1, 16}, {64, 64, 14, 3, 2, 1, 64},
+                         {24, 96, 7, 1, 1, 0, 1},   {96, 96, 7, 3, 1, 1, 96},  {17, 20, 33, 3, 2, 1, 1},
+                         {8, 8, 31, 3, 2, 1, 8}};
+    const bp_qkern_impl impls[] = {BP_QKERN_AVX2, BP_QKERN_AVXVNNI, BP_QKERN_AVX512VNNI};
+    for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++)
+        for (int s8 = 0; s8 < 2; s8++) {
+            const int *q = sh[si];
+            bp_qconv_params p = {.n = 2, .cin = q[0], .h = q[2], .w = q[2], .cout = q[1], .kh = q[3],
+                                 .kw = q[3], .stride_h = q[4], .stride_w = q[4], .pad_t = q[5],
+                                 .pad_l = q[5], .pad_b = q[5], .pad_r = q[5], .dil_h = 1, .dil_w = 1,
+                                 .group = q[6], .wbits = s8 ? 4 : 8,
+                                 .in_type = s8 ? BP_QT_S8 : BP_QT_U8, .out_type = BP_QT_S8,
+                                 .out_min = -128, .out_max = 127};
+            int oh, ow;
+            bp_qconv_out_hw(&p, &oh, &ow);
+            const int cig = p.cin / p.group, cog = p.cout / p.group, k = cig * p.kh * p.kw;
+            size_t nin = (size_t)p.n * p.cin * p.h * p.w, nout = (size_t)p.n * p.cout * oh * ow;
+            uint8_t *in = malloc(nin);
+            int8_t *w = malloc((size_t)p.cout * k);
+            for (size_t i = 0; i < nin; i++)
+                in[i] = (uint8_t)xr();
+            for (int i = 0; i < p.cout * k; i++)
+                w[i] = (int8_t)rnd(-(1 << (p.wbits - 1)), (1 << (p.wbits - 1)) - 1);
+            int32_t *bias = malloc(4 * p.cout);
+            bp_qmul *qm = malloc(sizeof *qm * p.cout);
+            for (int c = 0; c < p.cout; c++)
+                bias[c] = rnd(-5000, 5000);
+            random_qm(qm, p.cout, k, 0);
+            uint8_t *panel = malloc(bp_qweights_size(p.group, cog, k, p.wbits));
+            cr_assert_eq(bp_qweights_pack(w, p.group, cog, k, p.wbits, panel), BP_OK);
+            void *scratch = aligned_alloc(64, (bp_qconv_buffer_size(&p) + 63) / 64 * 64);
+            int8_t *o_ref = malloc(nout), *o = malloc(nout);
+            bp_qkern_set_impl(BP_QKERN_REF);
+            cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_ref, scratch), BP_OK);
+            for (size_t ii = 0; ii < sizeof impls / sizeof impls[0]; ii++) {
+                if (!bp_qkern_available(impls[ii]))
+                    continue;
+                bp_qkern_set_impl(impls[ii]);
+                memset(o, 0x5A, nout);
+                cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o, scratch), BP_OK);
+                size_t bad = 0;
+                for (size_t i = 0; i < nout; i++)
+                    bad += o[i] != o_ref[i];
+                cr_assert_eq(bad, 0, "shape %zu (%d>%d k%d s%d g%d %dx%d) %s input, %s: %zu mismatches", si,
+                             p.cin, p.cout, p.kh, p.stride_h, p.group, p.h, p.w, s8 ? "int8" : "uint8",
+                             bp_qkern_name(impls[ii]), bad);
+            }
+            bp_qkern_set_impl(BP_QKERN_AUTO);
+            free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o);
+        }
+}
