@@ -2,19 +2,22 @@
  * 2..8-bit weights, int32 accumulation, int32 bias, per-output-channel dyadic
  * requantization (quant/requant.h), clamp, store.
  *
- * Implementations with identical results: a portable C reference, an AVX2
- * one, and the same AVX2 kernel with AVX-VNNI's vpdpwssd doing the multiply-
- * accumulate, chosen at run time (__builtin_cpu_supports("avx2"); AVX-VNNI by
- * CPUID leaf 7 subleaf 1, EAX bit 4, which GCC 12's builtin does not know)
- * unless the caller forces one with bp_qkern_set_impl. Kernels never allocate: callers
+ * Implementations with identical results, chosen at run time unless the caller
+ * forces one with bp_qkern_set_impl: AVX-512 VNNI, AVX-VNNI (convs: uint8
+ * activation quads and vpdpbusd, signed inputs shifted by 128 and corrected
+ * through the bias; depthwise convs and GEMMs: the AVX2 kernels, GEMM with
+ * vpdpwssd), AVX2 (int16 pairs and vpmaddwd), and a portable C reference.
+ * CPU features are looked up once (AVX2 and AVX-512 F/BW/VL by
+ * __builtin_cpu_supports; AVX-VNNI, CPUID leaf 7 subleaf 1 EAX bit 4, and
+ * AVX512_VNNI, leaf 7 ECX bit 11, by CPUID). Kernels never allocate: callers
  * pass scratch of bp_qconv_buffer_size()/bp_qgemm_buffer_size() bytes.
  *
  * Value ranges. Activations have zero point 0: BP_QT_U8 holds 0..255 (after
  * ReLU/ReLU6), BP_QT_S8 −128..127; lower activation bit-widths use the same
  * storage with a narrower range. Weights are signed b-bit, −2^(b−1)..2^(b−1)−1,
- * b in 2..8. Accumulation is exact in int32 (products are formed in int16
- * pairs and summed in int32 by vpmaddwd, so there is no int16 saturation);
- * the caller guarantees the sum fits in int32 (K · 255 · 128 < 2^31 holds for
+ * b in 2..8. Accumulation is exact in int32 (vpmaddwd on int16 pairs or
+ * vpdpbusd on uint8 × int8 quads: no intermediate saturation, wrap-around
+ * int32 sums); the caller guarantees the sum fits in int32 (K · 255 · 128 < 2^31 holds for
  * K < 65793).
  *
  * Packed weights ("panel"). A conv with g groups is g GEMMs of
