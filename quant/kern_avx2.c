@@ -1,6 +1,8 @@
-/* kern_avx2.c — AVX2 int conv/GEMM kernels.
+/* kern_avx2.c — AVX2 and VNNI int conv/GEMM kernels. The uint8 × int8
+ * vpdpbusd convs (AVX-VNNI ymm, AVX-512 VNNI zmm) are in the second half of
+ * the file ("u8 x s8 kernel with vpdpbusd"); the depthwise kernel serves all.
  *
- * Scheme: activations are widened to int16 and laid out in k pairs (im2col
+ * AVX2 scheme: activations are widened to int16 and laid out in k pairs (im2col
  * into scratch), weights come from the panel (int8 sign-extended, or int4
  * nibbles sign-extended with two shifts, in registers). One vpmaddwd forms
  * w[c][2j]·a[2j] + w[c][2j+1]·a[2j+1] in each int32 lane exactly — unlike
