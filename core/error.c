@@ -48,7 +48,8 @@ bp_status bp_error_wrap(bp_status st, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, errbuf, sizeof old);
-    snprintf(errbuf, sizeof errbuf, "%s: %s", prefix, old[0] ? old : bp_strerror(st));
+    /* bounded so the context never crowds out the original reason */
+    snprintf(errbuf, sizeof errbuf, "%.500s: %.1500s", prefix, old[0] ? old : bp_strerror(st));
     return st;
 }
 

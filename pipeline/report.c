@@ -99,19 +99,23 @@ bp_status bp_pipe_write_report(const char *path, const bp_report_in *in)
 
     const bp_plan *pl = in->plan;
     fprintf(fp, "\n## Chosen plan per layer (`plan.json`, solver: %s)\n\n", bp_plan_status_name(pl->status));
-    fprintf(fp, "| # | layer | op | weights | w bits | a bits | size | BOPs | latency | Ω_i |\n");
-    fprintf(fp, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    /* Ω_i = Ω_w + Ω_a: both parts are shown so a reader sees what the activation
+     * terms (sensitivity --act) contributed; Ω_a is 0 when none were computed. */
+    fprintf(fp, "| # | layer | op | weights | w bits | a bits | size | BOPs | latency | Ω_w | Ω_a | Ω_i |\n");
+    fprintf(fp, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < pl->nlayers; i++) {
         const bp_plan_layer *l = &pl->layers[i];
-        char sz[32], bo[32], la[32], om[32];
+        char sz[32], bo[32], la[32], om[32], ow[32], oa[32];
         snprintf(sz, sizeof sz, isfinite(l->size_bytes) ? "%.0f B" : "–", l->size_bytes);
         bops_s(bo, sizeof bo, l->bops);
         ms_s(la, sizeof la, l->latency_ms);
         g_s(om, sizeof om, l->omega);
+        g_s(ow, sizeof ow, l->omega_w);
+        g_s(oa, sizeof oa, l->omega_a);
         const bp_layer *sig = i < in->nlayers ? &in->layers[i] : NULL;
-        fprintf(fp, "| %d | `%s` | %s | %zu | %d | %d | %s | %s | %s%s | %s |\n", i, l->name,
+        fprintf(fp, "| %d | `%s` | %s | %zu | %d | %d | %s | %s | %s%s | %s | %s | %s |\n", i, l->name,
                 sig ? bp_op_name(sig->op) : "?", sig ? sig->params : 0, l->wbits, l->abits, sz, bo, la,
-                l->lat_fallback ? "*" : "", om);
+                l->lat_fallback ? "*" : "", ow, oa, om);
     }
 
     const bp_sens *s = in->sens;

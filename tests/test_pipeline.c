@@ -207,6 +207,8 @@ Test(pipeline, end_to_end_outputs_budget_report_plots_and_reuse)
     cr_assert(strstr(rep, "| **mixed: chosen plan** |"), "no plan row");
     cr_assert(strstr(rep, "| mixed: frontier 0 |"), "no frontier row");
     cr_assert(strstr(rep, "latency is omitted"), "no latency note");
+    /* the per-layer table splits Ω into its weight and activation parts (issue 10) */
+    cr_assert(strstr(rep, "| Ω_w | Ω_a | Ω_i |"), "no Ω_w/Ω_a columns in the per-layer table");
     free(rep);
 
     /* Plots: PNG signature, SVG text with the title. */
