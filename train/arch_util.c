@@ -151,3 +151,24 @@ int bp_nb_flatten(bp_nb *b, int x)
 {
     return b->st ? -1 : node(b, BP_OP_FLATTEN, NULL, &x, 1, NULL);
 }
+
+/* torchvision BasicBlock: conv3x3-BN-ReLU-conv3x3-BN, plus the input (through
+ * a 1x1 conv + BN "downsample" when the shape changes), then ReLU. Shared by
+ * ResNet-8 and ResNet-18 so both name their layers exactly as PyTorch does. */
+int bp_nb_basic_block(bp_nb *b, const char *name, int x, int cout, int stride)
+{
+    char n[4][96];
+    snprintf(n[0], sizeof n[0], "%s.conv1", name);
+    snprintf(n[1], sizeof n[1], "%s.bn1", name);
+    snprintf(n[2], sizeof n[2], "%s.conv2", name);
+    snprintf(n[3], sizeof n[3], "%s.bn2", name);
+    int y = bp_nb_relu(b, bp_nb_bn(b, n[1], bp_nb_conv(b, n[0], x, cout, 3, stride, 1, 1, 0)));
+    y = bp_nb_bn(b, n[3], bp_nb_conv(b, n[2], y, cout, 3, 1, 1, 1, 0));
+    int sc = x;
+    if (stride != 1 || bp_nb_channels(b, x) != cout) {
+        snprintf(n[0], sizeof n[0], "%s.downsample.0", name);
+        snprintf(n[1], sizeof n[1], "%s.downsample.1", name);
+        sc = bp_nb_bn(b, n[1], bp_nb_conv(b, n[0], x, cout, 1, stride, 0, 1, 0));
+    }
+    return bp_nb_relu(b, bp_nb_add(b, y, sc));
+}

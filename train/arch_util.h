@@ -32,5 +32,8 @@ int bp_nb_gap(bp_nb *b, int x);
 int bp_nb_flatten(bp_nb *b, int x);
 /* Channels of an activation (dims[1]). */
 int bp_nb_channels(const bp_nb *b, int x);
+/* torchvision BasicBlock "name" (name.conv1, .bn1, .conv2, .bn2 and, when the
+ * shape changes, .downsample.0/.1); returns the block's output. */
+int bp_nb_basic_block(bp_nb *b, const char *name, int x, int cout, int stride);
 
 #endif
