@@ -11,6 +11,7 @@
 
 #include "core/exec.h"
 #include "sensitivity/act.h"
+#include "sensitivity/running.h"
 
 struct bp_act_op {
     bp_graph *ag;            /* the model with private layer inputs (owned) */
@@ -263,32 +264,6 @@ static void rademacher(uint64_t seed, int layer, int probe, int sample, bp_real 
     }
 }
 
-/* Running mean and variance (Welford) and the stop rule, as the weight traces. */
-typedef struct {
-    double mean, m2;
-    int k;
-    double change;
-    int converged;
-} running;
-
-static void running_add(running *r, double x, const bp_trace_opts *o)
-{
-    double old = r->mean;
-    r->k++;
-    double d = x - old;
-    r->mean += d / r->k;
-    r->m2 += d * (x - r->mean);
-    double diff = fabs(r->mean - old);
-    if (r->k < 2)
-        r->change = INFINITY;
-    else if (diff == 0)
-        r->change = 0;
-    else
-        r->change = r->mean != 0 ? diff / fabs(r->mean) : INFINITY;
-    if (r->k >= o->min_probes && r->k >= 2 && r->change <= o->tol)
-        r->converged = 1;
-}
-
 typedef struct {
     const bp_trace_opts *o;
     const bp_act_quant *quant;
@@ -339,7 +314,7 @@ bp_status bp_act_traces(bp_act_op *m, const bp_trace_opts *o, const bp_act_quant
     int G = o->group > 1 ? o->group : 1;
     if (G > o->max_probes)
         G = o->max_probes;
-    running *r = calloc(nl, sizeof *r);
+    bp_running *r = calloc(nl, sizeof *r);
     unsigned char *open = malloc(nl);
     double *acc = malloc(sizeof *acc * (size_t)nl * G);
     if (!r || !open || !acc) {
@@ -371,7 +346,7 @@ bp_status bp_act_traces(bp_act_op *m, const bp_trace_opts *o, const bp_act_quant
                                                   "finite", kbase + j + 1, m->layers[l].name);
                     goto out;
                 }
-                running_add(&r[l], x, o);
+                bp_running_add(&r[l], x, o);
                 if (r[l].converged || r[l].k >= o->max_probes)
                     open[l] = 0; /* probes past the stop are discarded */
             }
@@ -387,11 +362,7 @@ bp_status bp_act_traces(bp_act_op *m, const bp_trace_opts *o, const bp_act_quant
             for (int k = 0; k < quant[l].nbits; k++)
                 dx2[(size_t)l * BP_SENS_MAX_CAND + k] /= m->n; /* mean over samples */
     for (int l = 0; !st && l < nl; l++) {
-        est[l].mean = r[l].mean;
-        est[l].se = r[l].k > 1 ? sqrt(r[l].m2 / (r[l].k - 1) / r[l].k) : INFINITY;
-        est[l].probes = r[l].k;
-        est[l].converged = r[l].converged;
-        est[l].tol_reached = r[l].change;
+        bp_running_out(&r[l], &est[l]);
     }
 out:
     free(r);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sensitivity/probe.h"
+#include "sensitivity/running.h"
 
 const char *bp_probe_name(bp_probe_scheme s)
 {
@@ -26,43 +27,6 @@ bp_trace_opts bp_trace_opts_default(void)
 {
     return (bp_trace_opts){.scheme = BP_PROBE_JOINT, .tol = 1e-3, .min_probes = 10,
                            .max_probes = 200, .seed = 1, .group = 4};
-}
-
-/* Running mean and variance (Welford) plus the stop rule of one block. */
-typedef struct {
-    double mean, m2;
-    int k;
-    double change;
-    int converged;
-} running;
-
-static void running_add(running *r, double x, const bp_trace_opts *o)
-{
-    double old = r->mean;
-    r->k++;
-    double d = x - old;
-    r->mean += d / r->k;
-    r->m2 += d * (x - r->mean);
-    /* Relative change of the running mean; a mean that stays exactly 0 (a
-     * block that does not touch the loss) has changed by 0. */
-    double diff = fabs(r->mean - old);
-    if (r->k < 2)
-        r->change = INFINITY;
-    else if (diff == 0)
-        r->change = 0;
-    else
-        r->change = r->mean != 0 ? diff / fabs(r->mean) : INFINITY;
-    if (r->k >= o->min_probes && r->k >= 2 && r->change <= o->tol)
-        r->converged = 1;
-}
-
-static void running_out(const running *r, bp_trace_est *e)
-{
-    e->mean = r->mean;
-    e->se = r->k > 1 ? sqrt(r->m2 / (r->k - 1) / r->k) : INFINITY;
-    e->probes = r->k;
-    e->converged = r->converged;
-    e->tol_reached = r->change;
 }
 
 static bp_status check_opts(const bp_linop *op, const bp_block *blocks, int nblocks,
@@ -102,7 +66,7 @@ bp_status bp_hutchinson(const bp_linop *op, const bp_block *blocks, int nblocks,
         G = o->max_probes;
     size_t n = op->n;
     double *v = calloc((size_t)G * n, sizeof *v), *hv = malloc((size_t)G * n * sizeof *hv);
-    running *r = calloc(nblocks > 0 ? nblocks : 1, sizeof *r);
+    bp_running *r = calloc(nblocks > 0 ? nblocks : 1, sizeof *r);
     gsl_rng *rng = bp_probe_rng(o->seed);
     if (!v || !hv || !r || !rng) {
         st = bp_error(BP_ERR_NOMEM, "hutchinson: out of memory (n = %zu, group %d)", n, G);
@@ -130,7 +94,7 @@ bp_status bp_hutchinson(const bp_linop *op, const bp_block *blocks, int nblocks,
                         st = bp_error(BP_ERR_NUMERIC, "hutchinson: probe %d of block %d is not finite", k, b);
                         goto cleanup;
                     }
-                    running_add(&r[b], x, o);
+                    bp_running_add(&r[b], x, o);
                     if (!r[b].converged && (worst < 0 || r[b].change > r[worst].change))
                         worst = b;
                 }
@@ -161,7 +125,7 @@ bp_status bp_hutchinson(const bp_linop *op, const bp_block *blocks, int nblocks,
                         st = bp_error(BP_ERR_NUMERIC, "hutchinson: probe %d of block %d is not finite", r[b].k + 1, b);
                         goto cleanup;
                     }
-                    running_add(&r[b], x, o);
+                    bp_running_add(&r[b], x, o);
                     if (progress) {
                         bp_progress p = {"trace", b, nblocks, r[b].k, r[b].mean, r[b].change};
                         progress(pctx, &p);
@@ -173,7 +137,7 @@ bp_status bp_hutchinson(const bp_linop *op, const bp_block *blocks, int nblocks,
         }
     }
     for (int b = 0; b < nblocks; b++)
-        running_out(&r[b], &out[b]);
+        bp_running_out(&r[b], &out[b]);
 
 cleanup:
     free(v);
