@@ -11,6 +11,7 @@
 
 #include "core/exec.h"
 #include "sensitivity/act.h"
+#include "sensitivity/calib_batches.h"
 #include "sensitivity/running.h"
 
 struct bp_act_op {
@@ -20,13 +21,7 @@ struct bp_act_op {
     int nlayers;
     size_t *numel;           /* (nlayers) n_a */
     bp_exec *ex;
-    bp_stream *s;            /* either a stream ... */
-    const bp_real *mx;       /* ... or arrays in memory */
-    const int *my;
-    int n, batch;
-    size_t per;              /* input elements per sample */
-    bp_real *x;              /* (batch, per) stream batch */
-    int *y;
+    bp_cbatch cal;           /* the calibration set, batch by batch */
     bp_real *v;              /* (batch · max n_a) one direction */
     long rpasses;
     double loss;
@@ -41,8 +36,7 @@ void bp_act_op_free(bp_act_op *m)
     free(m->av);
     free(m->layers);
     free(m->numel);
-    free(m->x);
-    free(m->y);
+    bp_cbatch_free(&m->cal);
     free(m->v);
     free(m);
 }
@@ -57,12 +51,10 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
     bp_act_op *m = calloc(1, sizeof *m);
     if (!m)
         return bp_error(BP_ERR_NOMEM, "activation hessian: out of memory");
-    m->s = s;
-    m->mx = x;
-    m->my = y;
-    m->n = n;
-    m->batch = batch < n ? batch : n;
     int nl2 = 0;
+    if (bp_cbatch_init(&m->cal, "activation hessian", s, x, y, n, batch,
+                       g->values[g->input].numel))
+        goto nomem;
     bp_status st = bp_act_graph(g, &m->ag, &m->av, &m->nlayers);
     if (!st)
         st = bp_graph_layers(g, &m->layers, &nl2);
@@ -73,7 +65,6 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
                       g->source && g->source[0] ? g->source : "model");
         goto fail;
     }
-    m->per = g->values[g->input].numel;
     m->numel = malloc(sizeof *m->numel * m->nlayers);
     if (!m->numel)
         goto nomem;
@@ -83,14 +74,10 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
         if (m->numel[l] > most)
             most = m->numel[l];
     }
-    m->v = malloc(sizeof *m->v * most * (size_t)m->batch);
-    if (s) {
-        m->x = malloc(sizeof *m->x * m->per * (size_t)m->batch);
-        m->y = malloc(sizeof *m->y * (size_t)m->batch);
-    }
-    if (!m->v || (s && (!m->x || !m->y)))
+    m->v = malloc(sizeof *m->v * most * (size_t)m->cal.batch);
+    if (!m->v)
         goto nomem;
-    m->ex = bp_exec_new(m->ag, m->batch, BP_EXEC_GRAD | BP_EXEC_ROP);
+    m->ex = bp_exec_new(m->ag, m->cal.batch, BP_EXEC_GRAD | BP_EXEC_ROP);
     if (!m->ex) {
         st = bp_error_wrap(BP_ERR_NOMEM, "activation hessian");
         goto fail;
@@ -140,7 +127,7 @@ int bp_act_op_layers(const bp_act_op *m, const bp_layer **layers)
     return m->nlayers;
 }
 
-int bp_act_op_samples(const bp_act_op *m) { return m->n; }
+int bp_act_op_samples(const bp_act_op *m) { return m->cal.n; }
 size_t bp_act_op_numel(const bp_act_op *m, int layer) { return m->numel[layer]; }
 long bp_act_op_rpasses(const bp_act_op *m) { return m->rpasses; }
 double bp_act_op_loss(const bp_act_op *m) { return m->loss; }
@@ -153,38 +140,23 @@ typedef bp_status (*batch_fn)(bp_act_op *m, void *ctx, int done, int got, const 
 
 static bp_status pass(bp_act_op *m, batch_fn fn, void *ctx)
 {
-    bp_status st;
-    if (m->s && (st = bp_stream_rewind(m->s)))
-        return bp_error_wrap(st, "activation hessian: rewinding the calibration data");
+    bp_status st = bp_cbatch_rewind(&m->cal);
+    if (st)
+        return st;
     double loss_sum = 0;
-    for (int done = 0; done < m->n;) {
-        int want = m->n - done < m->batch ? m->n - done : m->batch, got = want;
+    for (int done = 0; done < m->cal.n;) {
         const bp_real *x;
         const int *y;
-        if (m->s) {
-            if ((st = bp_stream_next(m->s, want, m->x, m->y, &got)))
-                return st;
-            if (got <= 0)
-                return bp_error(BP_ERR_FORMAT, "activation hessian: calibration data ended after "
-                                               "%d of %d samples", done, m->n);
-            x = m->x;
-            y = m->y;
-        } else {
-            x = m->mx + (size_t)done * m->per;
-            y = m->my + done;
-        }
-        double loss = 0;
-        /* inference mode: the engine reads the parameters and never writes them */
-        st = bp_forward(m->ex, m->ag->params, x, got, BP_MODE_INFER);
-        if (!st)
-            st = bp_loss_softmax_ce(m->ex, y, &loss, NULL);
-        if (!st && !isfinite(loss))
-            st = bp_error(BP_ERR_NUMERIC, "the loss is not finite (%g)", loss);
+        int got;
+        if ((st = bp_cbatch_next(&m->cal, done, &x, &y, &got)))
+            return st;
+        double loss;
+        st = bp_cbatch_loss(m->ex, m->ag->params, x, y, got, &loss);
         if (!st)
             st = fn(m, ctx, done, got, y);
         if (st)
             return bp_error_wrap(st, "activation hessian on samples %d..%d", done, done + got - 1);
-        loss_sum += (double)got / m->n * loss;
+        loss_sum += (double)got / m->cal.n * loss;
         done += got;
     }
     m->loss = loss_sum;
@@ -226,7 +198,7 @@ static bp_status apply_batch(bp_act_op *m, void *ctx, int done, int got, const i
     if (st)
         return st;
     /* the batch loss is a mean over got samples; the set's over N */
-    double w = (double)got / m->n;
+    double w = (double)got / m->cal.n;
     double *dst = c->hv + (size_t)done * na;
     for (size_t j = 0; j < cnt; j++)
         dst[j] = w * (double)rg[j];
@@ -276,7 +248,7 @@ typedef struct {
 static bp_status trace_batch(bp_act_op *m, void *ctx, int done, int got, const int *y)
 {
     trace_ctx *c = ctx;
-    double w = (double)got / m->n;
+    double w = (double)got / m->cal.n;
     for (int l = 0; l < m->nlayers; l++) {
         size_t na = m->numel[l];
         if (c->dx2) {
@@ -360,7 +332,7 @@ bp_status bp_act_traces(bp_act_op *m, const bp_trace_opts *o, const bp_act_quant
     if (!st && dx2 && quant)
         for (int l = 0; l < nl; l++)
             for (int k = 0; k < quant[l].nbits; k++)
-                dx2[(size_t)l * BP_SENS_MAX_CAND + k] /= m->n; /* mean over samples */
+                dx2[(size_t)l * BP_SENS_MAX_CAND + k] /= m->cal.n; /* mean over samples */
     for (int l = 0; !st && l < nl; l++) {
         bp_running_out(&r[l], &est[l]);
     }

@@ -4,11 +4,11 @@
  * bp_hvp (Pearlmutter's R-operator in core/exec.c) and sums the batch
  * products weighted by n_batch / N — the loss is a mean, so this is the exact
  * Hessian of the whole set — keeping only one batch in memory. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/exec.h"
+#include "sensitivity/calib_batches.h"
 #include "sensitivity/sensitivity.h"
 
 /* Directions per pass over the data in apply_many: one forward per batch is
@@ -18,13 +18,7 @@
 struct bp_model_op {
     const bp_graph *g;
     bp_exec *ex;
-    bp_stream *s;          /* either a stream ... */
-    const bp_real *mx;     /* ... or arrays in memory */
-    const int *my;
-    int n, batch;
-    size_t per;            /* input elements per sample */
-    bp_real *x;            /* (batch, per) stream batch */
-    int *y;                /* (batch) */
+    bp_cbatch cal;         /* the calibration set, batch by batch */
     bp_real *vfull, *hvfull; /* (BP_MODEL_OP_KMAX, g->nparams) directions and products
                                 in the params layout */
     bp_layer *layers;
@@ -40,8 +34,7 @@ void bp_model_op_free(bp_model_op *m)
     if (!m)
         return;
     bp_exec_free(m->ex);
-    free(m->x);
-    free(m->y);
+    bp_cbatch_free(&m->cal);
     free(m->vfull);
     free(m->hvfull);
     free(m->layers);
@@ -67,33 +60,18 @@ static bp_status apply_group(bp_model_op *m, int k, const double *v, double *hv)
         }
     }
     memset(hv, 0, (size_t)k * m->dim * sizeof *hv);
-    bp_status st;
-    if (m->s && (st = bp_stream_rewind(m->s)))
-        return bp_error_wrap(st, "hessian-vector product: rewinding the calibration data");
+    bp_status st = bp_cbatch_rewind(&m->cal);
+    if (st)
+        return st;
     double loss_sum = 0;
-    for (int done = 0; done < m->n;) {
-        int want = m->n - done < m->batch ? m->n - done : m->batch, got = want;
+    for (int done = 0; done < m->cal.n;) {
         const bp_real *x;
         const int *y;
-        if (m->s) {
-            if ((st = bp_stream_next(m->s, want, m->x, m->y, &got)))
-                return st;
-            if (got <= 0)
-                return bp_error(BP_ERR_FORMAT, "hessian-vector product: calibration data ended "
-                                               "after %d of %d samples", done, m->n);
-            x = m->x;
-            y = m->y;
-        } else {
-            x = m->mx + (size_t)done * m->per;
-            y = m->my + done;
-        }
-        double loss = 0;
-        /* The engine reads the parameters in inference mode and never writes them. */
-        st = bp_forward(m->ex, g->params, x, got, BP_MODE_INFER);
-        if (!st)
-            st = bp_loss_softmax_ce(m->ex, y, &loss, NULL);
-        if (!st && !isfinite(loss))
-            st = bp_error(BP_ERR_NUMERIC, "the loss is not finite (%g)", loss);
+        int got;
+        if ((st = bp_cbatch_next(&m->cal, done, &x, &y, &got)))
+            return st;
+        double loss;
+        st = bp_cbatch_loss(m->ex, g->params, x, y, got, &loss);
         for (int d = 0; d < k && !st; d++) {
             bp_real *hf = m->hvfull + (size_t)d * np;
             memset(hf, 0, np * sizeof *hf);
@@ -105,7 +83,7 @@ static bp_status apply_group(bp_model_op *m, int k, const double *v, double *hv)
         }
         if (st)
             return bp_error_wrap(st, "hessian-vector product on samples %d..%d", done, done + got - 1);
-        double w = (double)got / m->n;
+        double w = (double)got / m->cal.n;
         loss_sum += w * loss;
         for (int d = 0; d < k; d++)
             for (int l = 0; l < m->nlayers; l++) {
@@ -151,13 +129,13 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
     if (!m)
         return bp_error(BP_ERR_NOMEM, "hessian operator: out of memory");
     m->g = g;
-    m->s = s;
-    m->mx = x;
-    m->my = y;
-    m->n = n;
-    m->batch = batch < n ? batch : n;
-    m->per = g->values[g->input].numel;
-    bp_status st = bp_graph_layers(g, &m->layers, &m->nlayers);
+    bp_status st = bp_cbatch_init(&m->cal, "hessian-vector product", s, x, y, n, batch,
+                                  g->values[g->input].numel);
+    if (st) {
+        st = bp_error(BP_ERR_NOMEM, "hessian operator: out of memory");
+        goto fail;
+    }
+    st = bp_graph_layers(g, &m->layers, &m->nlayers);
     if (st)
         goto fail;
     if (m->nlayers == 0) {
@@ -168,11 +146,7 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
     m->blocks = malloc(m->nlayers * sizeof *m->blocks);
     m->vfull = malloc(BP_MODEL_OP_KMAX * (g->nparams ? g->nparams : 1) * sizeof *m->vfull);
     m->hvfull = malloc(BP_MODEL_OP_KMAX * (g->nparams ? g->nparams : 1) * sizeof *m->hvfull);
-    if (s) {
-        m->x = malloc((size_t)m->batch * m->per * sizeof *m->x);
-        m->y = malloc((size_t)m->batch * sizeof *m->y);
-    }
-    if (!m->blocks || !m->vfull || !m->hvfull || (s && (!m->x || !m->y))) {
+    if (!m->blocks || !m->vfull || !m->hvfull) {
         st = bp_error(BP_ERR_NOMEM, "hessian operator: out of memory");
         goto fail;
     }
@@ -181,7 +155,7 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
         m->blocks[l].len = m->layers[l].params;
         m->dim += m->layers[l].params;
     }
-    m->ex = bp_exec_new(g, m->batch, BP_EXEC_GRAD | BP_EXEC_ROP);
+    m->ex = bp_exec_new(g, m->cal.batch, BP_EXEC_GRAD | BP_EXEC_ROP);
     if (!m->ex) {
         st = bp_error_wrap(BP_ERR_NOMEM, "hessian operator");
         goto fail;
@@ -230,6 +204,6 @@ int bp_model_op_layers(const bp_model_op *m, const bp_layer **layers, const bp_b
     return m->nlayers;
 }
 
-int bp_model_op_samples(const bp_model_op *m) { return m->n; }
+int bp_model_op_samples(const bp_model_op *m) { return m->cal.n; }
 long bp_model_op_products(const bp_model_op *m) { return m->products; }
 double bp_model_op_loss(const bp_model_op *m) { return m->loss; }
