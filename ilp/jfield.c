@@ -210,6 +210,16 @@ json_t *bp_jf_real(double v)
     return isfinite(v) ? json_real(v) : NULL;
 }
 
+json_t *bp_jf_real_or_null(double v)
+{
+    return isnan(v) ? json_null() : bp_jf_real(v);
+}
+
+int bp_jf_set(json_t *o, const char *k, json_t *v)
+{
+    return v ? json_object_set_new(o, k, v) : -1;
+}
+
 bp_status bp_jf_write(const char *path, json_t *root)
 {
     char *text = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(17) | JSON_PRESERVE_ORDER);

@@ -1,5 +1,5 @@
 /* jfield.h — typed, validated field access for bitplan's JSON readers
- * (sensitivity file, plan file).
+ * (sensitivity file, plan file), and the few helpers their writers share.
  *
  * Every getter names the file, the place (e.g. "layer 3 (conv1)") and the
  * field in its error, so that a user editing a file by hand learns exactly
@@ -52,6 +52,15 @@ bp_status bp_jf_load(const char *text, size_t len, const char *file, const char 
 /* json_real that refuses non-finite values (returns NULL); NaN means "absent"
  * in bitplan's structs, so writers check before calling. */
 json_t *bp_jf_real(double v);
+
+/* bp_jf_real, but NaN ("unknown") becomes JSON null, for writers that keep
+ * every key present so readers see a fixed shape. */
+json_t *bp_jf_real_or_null(double v);
+
+/* json_object_set_new(o, k, v) that takes a NULL v (a constructor that
+ * failed or a refused value) as failure: returns -1, so a writer can chain
+ * calls and check once. */
+int bp_jf_set(json_t *o, const char *k, json_t *v);
 
 /* Serializes root and writes it to path atomically (pretty-printed, 17
  * significant digits so doubles round-trip). */

@@ -357,16 +357,11 @@ bp_status bp_plan_read(const char *path, bp_plan *p)
 
 /* ---- writing ------------------------------------------------------------ */
 
-static int set(json_t *o, const char *k, json_t *v)
-{
-    return v ? json_object_set_new(o, k, v) : -1;
-}
-
 /* NaN (unknown) is written as null so every key is always there for readers
  * that want a fixed shape. */
 static int set_num(json_t *o, const char *k, double x)
 {
-    return set(o, k, isnan(x) ? json_null() : bp_jf_real(x));
+    return bp_jf_set(o, k, bp_jf_real_or_null(x));
 }
 
 bp_status bp_plan_write(const char *path, const bp_plan *p)
@@ -378,66 +373,66 @@ bp_status bp_plan_write(const char *path, const bp_plan *p)
     json_t *root = json_object();
     if (!root)
         return bp_error(BP_ERR_NOMEM, "%s: out of memory", path);
-    e |= set(root, "format", json_string(BP_PLAN_FORMAT));
-    e |= set(root, "version", json_integer(BP_PLAN_VERSION));
+    e |= bp_jf_set(root, "format", json_string(BP_PLAN_FORMAT));
+    e |= bp_jf_set(root, "version", json_integer(BP_PLAN_VERSION));
     json_t *model = json_object();
-    e |= set(root, "model", model);
+    e |= bp_jf_set(root, "model", model);
     if (model)
-        e |= set(model, "sha256", json_string(p->model_sha256));
-    e |= set(root, "sensitivity", json_string(p->sensitivity_path));
-    e |= set(root, "profile", p->profile[0] ? json_string(p->profile) : json_null());
+        e |= bp_jf_set(model, "sha256", json_string(p->model_sha256));
+    e |= bp_jf_set(root, "sensitivity", json_string(p->sensitivity_path));
+    e |= bp_jf_set(root, "profile", p->profile[0] ? json_string(p->profile) : json_null());
 
     json_t *solver = json_object();
-    e |= set(root, "solver", solver);
+    e |= bp_jf_set(root, "solver", solver);
     if (solver) {
-        e |= set(solver, "status", json_string(bp_plan_status_name(p->status)));
+        e |= bp_jf_set(solver, "status", json_string(bp_plan_status_name(p->status)));
         e |= set_num(solver, "objective", p->objective);
         e |= set_num(solver, "solve_seconds", p->solve_seconds);
     }
     json_t *totals = json_object();
-    e |= set(root, "totals", totals);
+    e |= bp_jf_set(root, "totals", totals);
     if (totals) {
         e |= set_num(totals, "size_bytes", p->size_bytes);
         e |= set_num(totals, "bops", p->bops);
         e |= set_num(totals, "latency_ms", p->latency_ms);
     }
     json_t *cons = json_object();
-    e |= set(root, "constraints", cons);
+    e |= bp_jf_set(root, "constraints", cons);
     for (int k = 0; cons && k < BP_CON_COUNT; k++) {
         if (!p->con[k].active)
             continue;
         json_t *o = json_object();
-        e |= set(cons, bp_con_name(k), o);
+        e |= bp_jf_set(cons, bp_con_name(k), o);
         if (!o)
             break;
-        e |= set(o, "budget", bp_jf_real(p->con[k].budget));
-        e |= set(o, "value", bp_jf_real(p->con[k].value));
-        e |= set(o, "slack", bp_jf_real(p->con[k].slack));
-        e |= set(o, "unit", json_string(bp_con_unit(k)));
+        e |= bp_jf_set(o, "budget", bp_jf_real(p->con[k].budget));
+        e |= bp_jf_set(o, "value", bp_jf_real(p->con[k].value));
+        e |= bp_jf_set(o, "slack", bp_jf_real(p->con[k].slack));
+        e |= bp_jf_set(o, "unit", json_string(bp_con_unit(k)));
     }
     json_t *layers = json_array(), *bc = json_object(), *fb = json_array();
-    e |= set(root, "layers", layers);
-    e |= set(root, "latency_fallback_layers", fb);
-    e |= set(root, "bit_config", bc);
+    e |= bp_jf_set(root, "layers", layers);
+    e |= bp_jf_set(root, "latency_fallback_layers", fb);
+    e |= bp_jf_set(root, "bit_config", bc);
     for (int i = 0; !e && i < p->nlayers; i++) {
         const bp_plan_layer *l = &p->layers[i];
         json_t *o = json_object();
         e |= json_array_append_new(layers, o);
         if (!o)
             break;
-        e |= set(o, "name", json_string(l->name));
-        e |= set(o, "wbits", json_integer(l->wbits));
-        e |= set(o, "abits", json_integer(l->abits));
+        e |= bp_jf_set(o, "name", json_string(l->name));
+        e |= bp_jf_set(o, "wbits", json_integer(l->wbits));
+        e |= bp_jf_set(o, "abits", json_integer(l->abits));
         e |= set_num(o, "size_bytes", l->size_bytes);
         e |= set_num(o, "bops", l->bops);
         e |= set_num(o, "latency_ms", l->latency_ms);
-        e |= set(o, "latency_fallback", json_boolean(l->lat_fallback));
+        e |= bp_jf_set(o, "latency_fallback", json_boolean(l->lat_fallback));
         e |= set_num(o, "omega", l->omega);
         if (!isnan(l->omega_w) || !isnan(l->omega_a)) {
             e |= set_num(o, "omega_w", l->omega_w);
             e |= set_num(o, "omega_a", l->omega_a);
         }
-        e |= set(bc, l->name, json_integer(l->wbits));
+        e |= bp_jf_set(bc, l->name, json_integer(l->wbits));
         if (l->lat_fallback)
             e |= json_array_append_new(fb, json_string(l->name));
     }

@@ -144,16 +144,6 @@ bp_status bp_sweep_write_csv(const char *path, const bp_ilp_problem *p, bp_con_k
     return bp_out_commit(&out);
 }
 
-static int set(json_t *o, const char *key, json_t *v)
-{
-    return v ? json_object_set_new(o, key, v) : -1;
-}
-
-static json_t *num_or_null(double x)
-{
-    return isnan(x) ? json_null() : bp_jf_real(x);
-}
-
 bp_status bp_sweep_write_json(const char *path, const bp_ilp_problem *p, bp_con_kind k,
                               const bp_sweep_point *pts, int n, const bp_sens *s)
 {
@@ -164,15 +154,15 @@ bp_status bp_sweep_write_json(const char *path, const bp_ilp_problem *p, bp_con_
         json_decref(arr);
         goto done;
     }
-    e |= set(root, "format", json_string("bitplan-frontier"));
-    e |= set(root, "version", json_integer(1));
-    e |= set(root, "model_sha256", json_string(s ? s->model_sha256 : ""));
-    e |= set(root, "sweep", json_string(bp_con_name(k)));
-    e |= set(root, "unit", json_string(bp_con_unit(k)));
-    e |= set(root, "layers", names);
+    e |= bp_jf_set(root, "format", json_string("bitplan-frontier"));
+    e |= bp_jf_set(root, "version", json_integer(1));
+    e |= bp_jf_set(root, "model_sha256", json_string(s ? s->model_sha256 : ""));
+    e |= bp_jf_set(root, "sweep", json_string(bp_con_name(k)));
+    e |= bp_jf_set(root, "unit", json_string(bp_con_unit(k)));
+    e |= bp_jf_set(root, "layers", names);
     for (int i = 0; i < p->n; i++)
         e |= json_array_append_new(names, json_string(p->name[i]));
-    e |= set(root, "points", arr);
+    e |= bp_jf_set(root, "points", arr);
     for (int j = 0; j < n && !e; j++) {
         const bp_sweep_point *q = &pts[j];
         json_t *o = json_object(), *w = json_array(), *a = json_array();
@@ -183,19 +173,19 @@ bp_status bp_sweep_write_json(const char *path, const bp_ilp_problem *p, bp_con_
             e = 1;
             break;
         }
-        e |= set(o, "budget", num_or_null(q->budget));
-        e |= set(o, "budget_max", num_or_null(q->budget_max));
-        e |= set(o, "objective", num_or_null(q->objective));
-        e |= set(o, "size_bytes", num_or_null(q->total[BP_CON_SIZE]));
-        e |= set(o, "bops", num_or_null(q->total[BP_CON_BOPS]));
-        e |= set(o, "latency_ms", num_or_null(q->total[BP_CON_LATENCY]));
-        e |= set(o, "status", json_string(bp_plan_status_name(q->status)));
+        e |= bp_jf_set(o, "budget", bp_jf_real_or_null(q->budget));
+        e |= bp_jf_set(o, "budget_max", bp_jf_real_or_null(q->budget_max));
+        e |= bp_jf_set(o, "objective", bp_jf_real_or_null(q->objective));
+        e |= bp_jf_set(o, "size_bytes", bp_jf_real_or_null(q->total[BP_CON_SIZE]));
+        e |= bp_jf_set(o, "bops", bp_jf_real_or_null(q->total[BP_CON_BOPS]));
+        e |= bp_jf_set(o, "latency_ms", bp_jf_real_or_null(q->total[BP_CON_LATENCY]));
+        e |= bp_jf_set(o, "status", json_string(bp_plan_status_name(q->status)));
         for (int i = 0; i < p->n; i++) {
             e |= json_array_append_new(w, json_integer(p->wbits[q->choice[i]]));
             e |= json_array_append_new(a, json_integer(p->abits[q->choice[i]]));
         }
-        e |= set(o, "wbits", w);
-        e |= set(o, "abits", a);
+        e |= bp_jf_set(o, "wbits", w);
+        e |= bp_jf_set(o, "abits", a);
     }
 done:
     if (e) {

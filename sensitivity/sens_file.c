@@ -606,15 +606,10 @@ bp_status bp_sens_read(const char *path, bp_sens *s)
 
 /* ---- writing ------------------------------------------------------------ */
 
-static int set(json_t *o, const char *k, json_t *v)
-{
-    return v ? json_object_set_new(o, k, v) : -1;
-}
-
 /* Optional number: written only when present (not NaN). */
 static int set_opt(json_t *o, const char *k, double x)
 {
-    return isnan(x) ? 0 : set(o, k, bp_jf_real(x));
+    return isnan(x) ? 0 : bp_jf_set(o, k, bp_jf_real(x));
 }
 
 static json_t *shape_json(int ndim, const int64_t *d)
@@ -635,64 +630,64 @@ static json_t *layer_json(const bp_sens_layer *sl)
     if (!o)
         return NULL;
     int e = 0;
-    e |= set(o, "name", json_string(l->name));
-    e |= set(o, "op", json_string(bp_op_name(l->op)));
+    e |= bp_jf_set(o, "name", json_string(l->name));
+    e |= bp_jf_set(o, "op", json_string(bp_op_name(l->op)));
     if (sl->in_ndim)
-        e |= set(o, "input_shape", shape_json(sl->in_ndim, sl->in_shape));
+        e |= bp_jf_set(o, "input_shape", shape_json(sl->in_ndim, sl->in_shape));
     if (sl->out_ndim)
-        e |= set(o, "output_shape", shape_json(sl->out_ndim, sl->out_shape));
-    e |= set(o, "cin", json_integer(l->cin));
-    e |= set(o, "cout", json_integer(l->cout));
-    e |= set(o, "kh", json_integer(l->kh));
-    e |= set(o, "kw", json_integer(l->kw));
-    e |= set(o, "stride", json_integer(l->stride));
-    e |= set(o, "group", json_integer(l->group));
-    e |= set(o, "in_h", json_integer(l->in_h));
-    e |= set(o, "in_w", json_integer(l->in_w));
-    e |= set(o, "out_h", json_integer(l->out_h));
-    e |= set(o, "out_w", json_integer(l->out_w));
-    e |= set(o, "params", json_integer((json_int_t)l->params));
-    e |= set(o, "macs", json_integer(l->macs));
-    e |= set(o, "fan_in", json_integer(l->fan_in));
-    e |= set(o, "bias", json_boolean(sl->has_bias));
+        e |= bp_jf_set(o, "output_shape", shape_json(sl->out_ndim, sl->out_shape));
+    e |= bp_jf_set(o, "cin", json_integer(l->cin));
+    e |= bp_jf_set(o, "cout", json_integer(l->cout));
+    e |= bp_jf_set(o, "kh", json_integer(l->kh));
+    e |= bp_jf_set(o, "kw", json_integer(l->kw));
+    e |= bp_jf_set(o, "stride", json_integer(l->stride));
+    e |= bp_jf_set(o, "group", json_integer(l->group));
+    e |= bp_jf_set(o, "in_h", json_integer(l->in_h));
+    e |= bp_jf_set(o, "in_w", json_integer(l->in_w));
+    e |= bp_jf_set(o, "out_h", json_integer(l->out_h));
+    e |= bp_jf_set(o, "out_w", json_integer(l->out_w));
+    e |= bp_jf_set(o, "params", json_integer((json_int_t)l->params));
+    e |= bp_jf_set(o, "macs", json_integer(l->macs));
+    e |= bp_jf_set(o, "fan_in", json_integer(l->fan_in));
+    e |= bp_jf_set(o, "bias", json_boolean(sl->has_bias));
     e |= set_opt(o, "trace", sl->trace);
     e |= set_opt(o, "trace_stderr", sl->trace_stderr);
-    e |= set(o, "probes", json_integer(sl->probes));
-    e |= set(o, "converged", json_boolean(sl->converged));
-    e |= set(o, "eigenvalue", sl->has_eigenvalue ? bp_jf_real(sl->eigenvalue) : json_null());
+    e |= bp_jf_set(o, "probes", json_integer(sl->probes));
+    e |= bp_jf_set(o, "converged", json_boolean(sl->converged));
+    e |= bp_jf_set(o, "eigenvalue", sl->has_eigenvalue ? bp_jf_real(sl->eigenvalue) : json_null());
     if (sl->tie[0])
-        e |= set(o, "tie", json_string(sl->tie));
+        e |= bp_jf_set(o, "tie", json_string(sl->tie));
     json_t *cands = json_array();
-    e |= set(o, "candidates", cands);
+    e |= bp_jf_set(o, "candidates", cands);
     for (int c = 0; cands && c < sl->ncand; c++) {
         json_t *k = json_object();
         e |= json_array_append_new(cands, k);
         if (!k)
             break;
-        e |= set(k, "bits", json_integer(sl->cand[c].bits));
+        e |= bp_jf_set(k, "bits", json_integer(sl->cand[c].bits));
         e |= set_opt(k, "dw2", sl->cand[c].dw2);
-        e |= set(k, "omega", bp_jf_real(sl->cand[c].omega));
+        e |= bp_jf_set(k, "omega", bp_jf_real(sl->cand[c].omega));
     }
     if (sl->has_act) {
         e |= set_opt(o, "act_trace", sl->act_trace);
         e |= set_opt(o, "act_stderr", sl->act_stderr);
-        e |= set(o, "act_probes", json_integer(sl->act_probes));
-        e |= set(o, "act_converged", json_boolean(sl->act_converged));
+        e |= bp_jf_set(o, "act_probes", json_integer(sl->act_probes));
+        e |= bp_jf_set(o, "act_converged", json_boolean(sl->act_converged));
         if (sl->act_numel > 0)
-            e |= set(o, "act_numel", json_integer(sl->act_numel));
+            e |= bp_jf_set(o, "act_numel", json_integer(sl->act_numel));
         if (sl->act_signed >= 0)
-            e |= set(o, "act_signed", json_boolean(sl->act_signed));
+            e |= bp_jf_set(o, "act_signed", json_boolean(sl->act_signed));
         json_t *ac = json_array();
-        e |= set(o, "act_candidates", ac);
+        e |= bp_jf_set(o, "act_candidates", ac);
         for (int c = 0; ac && c < sl->nact; c++) {
             json_t *k = json_object();
             e |= json_array_append_new(ac, k);
             if (!k)
                 break;
-            e |= set(k, "bits", json_integer(sl->act[c].bits));
+            e |= bp_jf_set(k, "bits", json_integer(sl->act[c].bits));
             e |= set_opt(k, "dx2", sl->act[c].dx2);
             e |= set_opt(k, "clip", sl->act[c].clip);
-            e |= set(k, "omega", bp_jf_real(sl->act[c].omega));
+            e |= bp_jf_set(k, "omega", bp_jf_real(sl->act[c].omega));
         }
     }
     if (e) {
@@ -734,64 +729,64 @@ bp_status bp_sens_write(const char *path, const bp_sens *s)
         json_decref(layers);
         goto done;
     }
-    e |= set(root, "format", json_string(BP_SENS_FORMAT));
+    e |= bp_jf_set(root, "format", json_string(BP_SENS_FORMAT));
     int any_act = ss_any_act(s);
-    e |= set(root, "version", json_integer(any_act ? BP_SENS_VERSION : 1));
-    e |= set(root, "model", model);
-    e |= set(model, "path", json_string(s->model_path));
-    e |= set(model, "sha256", json_string(s->model_sha256));
+    e |= bp_jf_set(root, "version", json_integer(any_act ? BP_SENS_VERSION : 1));
+    e |= bp_jf_set(root, "model", model);
+    e |= bp_jf_set(model, "path", json_string(s->model_path));
+    e |= bp_jf_set(model, "sha256", json_string(s->model_sha256));
     const bp_sens_settings *ss = &s->settings;
     if (ss->has_settings) {
         json_t *o = json_object(), *bits = json_array();
-        e |= set(root, "settings", o);
+        e |= bp_jf_set(root, "settings", o);
         if (!o || !bits) {
             json_decref(bits);
             e = 1;
             goto done;
         }
-        e |= set(o, "seed", json_integer((json_int_t)ss->seed));
-        e |= set(o, "probe", json_string(ss->probe));
-        e |= set(o, "tolerance", bp_jf_real(ss->tolerance));
-        e |= set(o, "min_probes", json_integer(ss->min_probes));
-        e |= set(o, "max_probes", json_integer(ss->max_probes));
-        e |= set(o, "samples", json_integer(ss->samples));
-        e |= set(o, "batch", json_integer(ss->batch));
-        e |= set(o, "quantizer", json_string(ss->quantizer));
+        e |= bp_jf_set(o, "seed", json_integer((json_int_t)ss->seed));
+        e |= bp_jf_set(o, "probe", json_string(ss->probe));
+        e |= bp_jf_set(o, "tolerance", bp_jf_real(ss->tolerance));
+        e |= bp_jf_set(o, "min_probes", json_integer(ss->min_probes));
+        e |= bp_jf_set(o, "max_probes", json_integer(ss->max_probes));
+        e |= bp_jf_set(o, "samples", json_integer(ss->samples));
+        e |= bp_jf_set(o, "batch", json_integer(ss->batch));
+        e |= bp_jf_set(o, "quantizer", json_string(ss->quantizer));
         for (int k = 0; k < ss->nbits; k++)
             e |= json_array_append_new(bits, json_integer(ss->bits[k]));
-        e |= set(o, "bits", bits);
+        e |= bp_jf_set(o, "bits", bits);
         if (ss->has_act && o) {
             json_t *a = json_object(), *ab = json_array();
-            e |= set(o, "act", a);
+            e |= bp_jf_set(o, "act", a);
             if (!a || !ab) {
                 json_decref(ab);
                 e = 1;
                 goto done;
             }
-            e |= set(a, "samples", json_integer(ss->act_samples));
-            e |= set(a, "calib_samples", json_integer(ss->act_calib_samples));
-            e |= set(a, "calib", json_string(ss->act_calib));
+            e |= bp_jf_set(a, "samples", json_integer(ss->act_samples));
+            e |= bp_jf_set(a, "calib_samples", json_integer(ss->act_calib_samples));
+            e |= bp_jf_set(a, "calib", json_string(ss->act_calib));
             if (!strcmp(ss->act_calib, "percentile"))
                 e |= set_opt(a, "percentile", ss->act_percentile);
-            e |= set(a, "tolerance", bp_jf_real(ss->act_tolerance));
-            e |= set(a, "min_probes", json_integer(ss->act_min_probes));
-            e |= set(a, "max_probes", json_integer(ss->act_max_probes));
+            e |= bp_jf_set(a, "tolerance", bp_jf_real(ss->act_tolerance));
+            e |= bp_jf_set(a, "min_probes", json_integer(ss->act_min_probes));
+            e |= bp_jf_set(a, "max_probes", json_integer(ss->act_max_probes));
             for (int k = 0; k < ss->act_nbits; k++)
                 e |= json_array_append_new(ab, json_integer(ss->act_bits[k]));
-            e |= set(a, "bits", ab);
+            e |= bp_jf_set(a, "bits", ab);
         }
     }
-    e |= set(root, "layers", layers);
+    e |= bp_jf_set(root, "layers", layers);
     for (int i = 0; i < s->nlayers && !e; i++)
         e |= json_array_append_new(layers, layer_json(&s->layers[i]));
     if (s->ntop > 0)
-        e |= set(root, "top_eigenvalues", doubles_json(s->top_eigenvalues, s->ntop));
+        e |= bp_jf_set(root, "top_eigenvalues", doubles_json(s->top_eigenvalues, s->ntop));
     if (s->ndensity > 0) {
         json_t *d = json_object();
-        e |= set(root, "density", d);
+        e |= bp_jf_set(root, "density", d);
         if (d) {
-            e |= set(d, "grid", doubles_json(s->density_grid, s->ndensity));
-            e |= set(d, "values", doubles_json(s->density_values, s->ndensity));
+            e |= bp_jf_set(d, "grid", doubles_json(s->density_grid, s->ndensity));
+            e |= bp_jf_set(d, "values", doubles_json(s->density_values, s->ndensity));
         }
     }
 done:
