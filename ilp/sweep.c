@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/csv.h"
 #include "core/fileio.h"
 #include "ilp/ilp.h"
 #include "ilp/jfield.h"
@@ -75,27 +76,6 @@ bp_status bp_ilp_sweep(const bp_ilp_problem *p, const bp_limits *base, bp_con_ki
     return BP_OK;
 }
 
-static void csv_str(FILE *fp, const char *s)
-{
-    if (!strpbrk(s, ",\"\n\r")) {
-        fputs(s, fp);
-        return;
-    }
-    fputc('"', fp);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', fp);
-        fputc(*s, fp);
-    }
-    fputc('"', fp);
-}
-
-static void csv_num(FILE *fp, double x)
-{
-    if (!isnan(x))
-        fprintf(fp, "%.17g", x);
-}
-
 bp_status bp_sweep_write_csv(const char *path, const bp_ilp_problem *p, bp_con_kind k,
                              const bp_sweep_point *pts, int n)
 {
@@ -109,26 +89,26 @@ bp_status bp_sweep_write_csv(const char *path, const bp_ilp_problem *p, bp_con_k
         char col[170];
         snprintf(col, sizeof col, "w_%s", p->name[i]);
         fputc(',', fp);
-        csv_str(fp, col);
+        bp_csv_str(fp, col);
     }
     for (int i = 0; i < p->n; i++) {
         char col[170];
         snprintf(col, sizeof col, "a_%s", p->name[i]);
         fputc(',', fp);
-        csv_str(fp, col);
+        bp_csv_str(fp, col);
     }
     fputc('\n', fp);
     for (int j = 0; j < n; j++) {
         const bp_sweep_point *q = &pts[j];
         fprintf(fp, "%s,", bp_con_name(k));
-        csv_num(fp, q->budget);
+        bp_csv_num(fp, q->budget);
         fputc(',', fp);
-        csv_num(fp, q->budget_max);
+        bp_csv_num(fp, q->budget_max);
         fputc(',', fp);
-        csv_num(fp, q->objective);
+        bp_csv_num(fp, q->objective);
         for (int c = 0; c < BP_CON_COUNT; c++) {
             fputc(',', fp);
-            csv_num(fp, q->total[c]);
+            bp_csv_num(fp, q->total[c]);
         }
         fprintf(fp, ",%s", bp_plan_status_name(q->status));
         for (int i = 0; i < p->n; i++)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/csv.h"
 #include "core/fileio.h"
 #include "ilp/jfield.h"
 
@@ -802,28 +803,6 @@ done:
 
 /* ---- CSV view ----------------------------------------------------------- */
 
-/* A CSV cell: quoted when it holds a comma, quote or newline (RFC 4180). */
-static void csv_str(FILE *fp, const char *s)
-{
-    if (!strpbrk(s, ",\"\n\r")) {
-        fputs(s, fp);
-        return;
-    }
-    fputc('"', fp);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', fp);
-        fputc(*s, fp);
-    }
-    fputc('"', fp);
-}
-
-static void csv_num(FILE *fp, double x)
-{
-    if (!isnan(x))
-        fprintf(fp, "%.17g", x);
-}
-
 static void csv_shape(FILE *fp, int n, const int64_t *d)
 {
     for (int k = 0; k < n; k++)
@@ -866,7 +845,7 @@ bp_status bp_sens_write_csv(const char *path, const bp_sens *s)
         const bp_sens_layer *sl = &s->layers[i];
         const bp_layer *l = &sl->sig;
         fprintf(fp, "%d,", i);
-        csv_str(fp, l->name);
+        bp_csv_str(fp, l->name);
         fprintf(fp, ",%s,", bp_op_name(l->op));
         csv_shape(fp, sl->in_ndim, sl->in_shape);
         fputc(',', fp);
@@ -875,33 +854,33 @@ bp_status bp_sens_write_csv(const char *path, const bp_sens *s)
                 (long long)l->cout, l->kh, l->kw, l->stride, l->group, (long long)l->in_h,
                 (long long)l->in_w, (long long)l->out_h, (long long)l->out_w, l->params,
                 (long long)l->macs, (long long)l->fan_in, sl->has_bias);
-        csv_num(fp, sl->trace);
+        bp_csv_num(fp, sl->trace);
         fputc(',', fp);
-        csv_num(fp, sl->trace_stderr);
+        bp_csv_num(fp, sl->trace_stderr);
         fprintf(fp, ",%d,%d,", sl->probes, sl->converged);
-        csv_num(fp, sl->has_eigenvalue ? sl->eigenvalue : NAN);
+        bp_csv_num(fp, sl->has_eigenvalue ? sl->eigenvalue : NAN);
         fputc(',', fp);
-        csv_str(fp, sl->tie);
+        bp_csv_str(fp, sl->tie);
         for (int b = 1; b <= BP_SENS_MAX_BITS; b++) {
             if (!wb[b])
                 continue;
             const bp_sens_cand *k = bp_sens_find_cand(sl, b);
             fputc(',', fp);
-            csv_num(fp, k ? k->dw2 : NAN);
+            bp_csv_num(fp, k ? k->dw2 : NAN);
             fputc(',', fp);
-            csv_num(fp, k ? k->omega : NAN);
+            bp_csv_num(fp, k ? k->omega : NAN);
         }
         if (any_act) {
             fputc(',', fp);
-            csv_num(fp, sl->act_trace);
+            bp_csv_num(fp, sl->act_trace);
             fputc(',', fp);
-            csv_num(fp, sl->act_stderr);
+            bp_csv_num(fp, sl->act_stderr);
             for (int b = 1; b <= BP_SENS_MAX_BITS; b++) {
                 if (!ab[b])
                     continue;
                 const bp_sens_act_cand *k = bp_sens_find_act(sl, b);
                 fputc(',', fp);
-                csv_num(fp, k ? k->omega : NAN);
+                bp_csv_num(fp, k ? k->omega : NAN);
             }
         }
         fputc('\n', fp);
