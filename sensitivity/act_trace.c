@@ -138,29 +138,22 @@ double bp_act_op_loss(const bp_act_op *m) { return m->loss; }
  * batch's samples [done, done + got). */
 typedef bp_status (*batch_fn)(bp_act_op *m, void *ctx, int done, int got, const int *y);
 
+typedef struct {
+    bp_act_op *m;
+    batch_fn fn;
+    void *ctx;
+} pass_ctx;
+
+static bp_status pass_batch(void *ctx, int done, int got, const int *y)
+{
+    pass_ctx *p = ctx;
+    return p->fn(p->m, p->ctx, done, got, y);
+}
+
 static bp_status pass(bp_act_op *m, batch_fn fn, void *ctx)
 {
-    bp_status st = bp_cbatch_rewind(&m->cal);
-    if (st)
-        return st;
-    double loss_sum = 0;
-    for (int done = 0; done < m->cal.n;) {
-        const bp_real *x;
-        const int *y;
-        int got;
-        if ((st = bp_cbatch_next(&m->cal, done, &x, &y, &got)))
-            return st;
-        double loss;
-        st = bp_cbatch_loss(m->ex, m->ag->params, x, y, got, &loss);
-        if (!st)
-            st = fn(m, ctx, done, got, y);
-        if (st)
-            return bp_error_wrap(st, "activation hessian on samples %d..%d", done, done + got - 1);
-        loss_sum += (double)got / m->cal.n * loss;
-        done += got;
-    }
-    m->loss = loss_sum;
-    return BP_OK;
+    pass_ctx p = {m, fn, ctx};
+    return bp_cbatch_pass(&m->cal, m->ex, m->ag->params, pass_batch, &p, &m->loss);
 }
 
 /* After a forward: rg = R{dL_batch/da} for direction m->v on layer l's input;

@@ -73,3 +73,29 @@ bp_status bp_cbatch_loss(bp_exec *ex, bp_real *params, const bp_real *x, const i
         st = bp_error(BP_ERR_NUMERIC, "the loss is not finite (%g)", *loss);
     return st;
 }
+
+bp_status bp_cbatch_pass(bp_cbatch *c, bp_exec *ex, bp_real *params, bp_cbatch_fn fn, void *ctx,
+                         double *loss)
+{
+    bp_status st = bp_cbatch_rewind(c);
+    if (st)
+        return st;
+    double loss_sum = 0;
+    for (int done = 0; done < c->n;) {
+        const bp_real *x;
+        const int *y;
+        int got;
+        if ((st = bp_cbatch_next(c, done, &x, &y, &got)))
+            return st;
+        double l;
+        st = bp_cbatch_loss(ex, params, x, y, got, &l);
+        if (!st)
+            st = fn(ctx, done, got, y);
+        if (st)
+            return bp_error_wrap(st, "%s on samples %d..%d", c->what, done, done + got - 1);
+        loss_sum += (double)got / c->n * l;
+        done += got;
+    }
+    *loss = loss_sum;
+    return BP_OK;
+}

@@ -39,4 +39,15 @@ bp_status bp_cbatch_next(bp_cbatch *c, int done, const bp_real **x, const int **
 bp_status bp_cbatch_loss(bp_exec *ex, bp_real *params, const bp_real *x, const int *y,
                          int got, double *loss);
 
+/* What a pass does with each batch after its forward and loss: called with
+ * the batch's samples [done, done + got) and their labels. */
+typedef bp_status (*bp_cbatch_fn)(void *ctx, int done, int got, const int *y);
+
+/* One pass over the set: rewind, then per batch bp_cbatch_loss and fn. An
+ * error from a batch is wrapped with "<what> on samples a..b". On success
+ * *loss is the mean loss over the set (each batch weighted by got / n); on
+ * failure *loss is left untouched. */
+bp_status bp_cbatch_pass(bp_cbatch *c, bp_exec *ex, bp_real *params, bp_cbatch_fn fn, void *ctx,
+                         double *loss);
+
 #endif

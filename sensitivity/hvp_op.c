@@ -42,6 +42,43 @@ void bp_model_op_free(bp_model_op *m)
     free(m);
 }
 
+typedef struct {
+    bp_model_op *m;
+    int k;
+    double *hv;
+} group_ctx;
+
+/* After a batch's forward and loss: the R-passes of the k directions, then
+ * the batch products added to hv with weight n_batch / N. */
+static bp_status group_batch(void *ctx, int done, int got, const int *y)
+{
+    group_ctx *c = ctx;
+    bp_model_op *m = c->m;
+    const bp_graph *g = m->g;
+    size_t np = g->nparams;
+    bp_status st = BP_OK;
+    for (int d = 0; d < c->k && !st; d++) {
+        bp_real *hf = m->hvfull + (size_t)d * np;
+        memset(hf, 0, np * sizeof *hf);
+        st = bp_rop_forward(m->ex, g->params, m->vfull + (size_t)d * np, -1, NULL);
+        if (!st)
+            st = bp_loss_softmax_ce_rop(m->ex, y);
+        if (!st)
+            st = bp_rop_backward(m->ex, g->params, m->vfull + (size_t)d * np, hf);
+    }
+    if (st)
+        return st;
+    double w = (double)got / m->cal.n;
+    for (int d = 0; d < c->k; d++)
+        for (int l = 0; l < m->nlayers; l++) {
+            const bp_real *src = m->hvfull + (size_t)d * np + g->values[m->layers[l].weight].offset;
+            double *dst = c->hv + (size_t)d * m->dim + m->blocks[l].off;
+            for (size_t j = 0; j < m->blocks[l].len; j++)
+                dst[j] += w * (double)src[j];
+        }
+    return BP_OK;
+}
+
 /* k <= BP_MODEL_OP_KMAX products in one pass over the calibration data: per
  * batch one forward and loss, then R-forward, loss R-op and R-backward for
  * each direction (exec.h: the R-passes only read the forward state). */
@@ -60,41 +97,10 @@ static bp_status apply_group(bp_model_op *m, int k, const double *v, double *hv)
         }
     }
     memset(hv, 0, (size_t)k * m->dim * sizeof *hv);
-    bp_status st = bp_cbatch_rewind(&m->cal);
+    group_ctx c = {m, k, hv};
+    bp_status st = bp_cbatch_pass(&m->cal, m->ex, g->params, group_batch, &c, &m->loss);
     if (st)
         return st;
-    double loss_sum = 0;
-    for (int done = 0; done < m->cal.n;) {
-        const bp_real *x;
-        const int *y;
-        int got;
-        if ((st = bp_cbatch_next(&m->cal, done, &x, &y, &got)))
-            return st;
-        double loss;
-        st = bp_cbatch_loss(m->ex, g->params, x, y, got, &loss);
-        for (int d = 0; d < k && !st; d++) {
-            bp_real *hf = m->hvfull + (size_t)d * np;
-            memset(hf, 0, np * sizeof *hf);
-            st = bp_rop_forward(m->ex, g->params, m->vfull + (size_t)d * np, -1, NULL);
-            if (!st)
-                st = bp_loss_softmax_ce_rop(m->ex, y);
-            if (!st)
-                st = bp_rop_backward(m->ex, g->params, m->vfull + (size_t)d * np, hf);
-        }
-        if (st)
-            return bp_error_wrap(st, "hessian-vector product on samples %d..%d", done, done + got - 1);
-        double w = (double)got / m->cal.n;
-        loss_sum += w * loss;
-        for (int d = 0; d < k; d++)
-            for (int l = 0; l < m->nlayers; l++) {
-                const bp_real *src = m->hvfull + (size_t)d * np + g->values[m->layers[l].weight].offset;
-                double *dst = hv + (size_t)d * m->dim + m->blocks[l].off;
-                for (size_t j = 0; j < m->blocks[l].len; j++)
-                    dst[j] += w * (double)src[j];
-            }
-        done += got;
-    }
-    m->loss = loss_sum;
     m->products += k;
     return BP_OK;
 }
