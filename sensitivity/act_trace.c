@@ -94,20 +94,12 @@ fail:
 bp_status bp_act_op_new_stream(const bp_graph *g, bp_stream *s, int samples, int batch,
                                bp_act_op **out)
 {
-    int c, h, w, n;
-    bp_stream_info(s, &c, &h, &w, &n, NULL);
-    const char *src = g->source && g->source[0] ? g->source : "model";
     if (g->input < 0 || g->output < 0)
-        return bp_error(BP_ERR_ARG, "%s: the graph has no input or output", src);
-    if ((size_t)c * h * w != g->values[g->input].numel)
-        return bp_error(BP_ERR_SHAPE, "%s: calibration samples have %d×%d×%d = %d values, the "
-                                      "model input '%s' takes %zu",
-                        src, c, h, w, c * h * w, g->values[g->input].name,
-                        g->values[g->input].numel);
-    if (samples <= 0)
-        samples = n;
-    if (samples > n)
-        return bp_error(BP_ERR_ARG, "calibration: %d samples asked for, the data has %d", samples, n);
+        return bp_error(BP_ERR_ARG, "%s: the graph has no input or output",
+                        g->source && g->source[0] ? g->source : "model");
+    bp_status st = bp_cbatch_check_stream(g, s, &samples);
+    if (st)
+        return st;
     return op_new(g, s, NULL, NULL, samples, batch, out);
 }
 

@@ -27,6 +27,11 @@ bp_status bp_cbatch_init(bp_cbatch *c, const char *what, bp_stream *s, const bp_
                          const int *y, int n, int batch, size_t per);
 void bp_cbatch_free(bp_cbatch *c);
 
+/* Before reading a stream: its samples must fit the model input (when the
+ * graph has one), and *samples (<= 0: all of them) must not exceed what the
+ * stream holds; *samples is resolved to the count to use. */
+bp_status bp_cbatch_check_stream(const bp_graph *g, bp_stream *s, int *samples);
+
 /* Start of a pass: rewinds the stream (nothing to do for memory). */
 bp_status bp_cbatch_rewind(bp_cbatch *c);
 /* The batch that starts at sample done (< n): *got samples at *x, *y, valid

@@ -176,17 +176,9 @@ fail:
 bp_status bp_model_op_new_stream(const bp_graph *g, bp_stream *s, int samples, int batch,
                                  bp_model_op **out)
 {
-    int c, h, w, n;
-    bp_stream_info(s, &c, &h, &w, &n, NULL);
-    if (g->input >= 0 && (size_t)c * h * w != g->values[g->input].numel)
-        return bp_error(BP_ERR_SHAPE, "%s: calibration samples have %d×%d×%d = %d values, the "
-                                      "model input '%s' takes %zu",
-                        g->source && g->source[0] ? g->source : "model", c, h, w, c * h * w,
-                        g->values[g->input].name, g->values[g->input].numel);
-    if (samples <= 0)
-        samples = n;
-    if (samples > n)
-        return bp_error(BP_ERR_ARG, "calibration: %d samples asked for, the data has %d", samples, n);
+    bp_status st = bp_cbatch_check_stream(g, s, &samples);
+    if (st)
+        return st;
     return op_new(g, s, NULL, NULL, samples, batch, out);
 }
 
