@@ -51,31 +51,9 @@ static int param_trains(const bp_graph *g, const bp_node *n, int j)
 /* Shapes of every value for batch n. */
 static bp_status resolve(bp_exec *ex, int n)
 {
-    const bp_graph *g = ex->g;
-    for (int v = 0; v < g->nvalues; v++) {
-        const bp_value *val = &g->values[v];
-        ex->ndim[v] = val->ndim;
-        memcpy(ex->dims[v], val->dims, sizeof val->dims);
-        if (val->kind == BP_VAL_INPUT && val->ndim > 0)
-            ex->dims[v][0] = n;
-    }
-    for (int i = 0; i < g->nnodes; i++) {
-        const bp_node *nd = &g->nodes[i];
-        const int64_t *d[BP_MAX_IN];
-        int k[BP_MAX_IN];
-        for (int j = 0; j < nd->nin; j++) {
-            d[j] = ex->dims[nd->in[j]];
-            k[j] = ex->ndim[nd->in[j]];
-        }
-        bp_status st = bp_infer_shape(g, nd, d, k, ex->dims[nd->out], &ex->ndim[nd->out]);
-        if (st)
-            return bp_error_wrap(st, "exec: node '%s' (%s) at batch %d", nd->name,
-                                 bp_op_name(nd->op), n);
-        for (int j = 0; j < ex->ndim[nd->out]; j++)
-            if (ex->dims[nd->out][j] < 0)
-                return bp_error(BP_ERR_SHAPE, "exec: node '%s' (%s): unresolved output dimension",
-                                nd->name, bp_op_name(nd->op));
-    }
+    bp_status st = bp_graph_resolve_shapes(ex->g, n, ex->dims, ex->ndim, "exec");
+    if (st)
+        return st;
     ex->n = n;
     return BP_OK;
 }

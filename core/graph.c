@@ -381,6 +381,36 @@ bp_status bp_infer_shape(const bp_graph *g, const bp_node *n, const int64_t *con
     return bp_error(BP_ERR_UNSUPPORTED, "unknown op %d", (int)n->op);
 }
 
+bp_status bp_graph_resolve_shapes(const bp_graph *g, int n, int64_t (*dims)[BP_MAX_DIMS],
+                                  int *ndim, const char *who)
+{
+    for (int v = 0; v < g->nvalues; v++) {
+        const bp_value *val = &g->values[v];
+        ndim[v] = val->ndim;
+        memcpy(dims[v], val->dims, sizeof val->dims);
+        if (val->kind == BP_VAL_INPUT && val->ndim > 0)
+            dims[v][0] = n;
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const bp_node *nd = &g->nodes[i];
+        const int64_t *d[BP_MAX_IN];
+        int k[BP_MAX_IN];
+        for (int j = 0; j < nd->nin; j++) {
+            d[j] = dims[nd->in[j]];
+            k[j] = ndim[nd->in[j]];
+        }
+        bp_status st = bp_infer_shape(g, nd, d, k, dims[nd->out], &ndim[nd->out]);
+        if (st)
+            return bp_error_wrap(st, "%s: node '%s' (%s) at batch %d", who, nd->name,
+                                 bp_op_name(nd->op), n);
+        for (int j = 0; j < ndim[nd->out]; j++)
+            if (dims[nd->out][j] < 0)
+                return bp_error(BP_ERR_SHAPE, "%s: node '%s' (%s): unresolved output dimension",
+                                who, nd->name, bp_op_name(nd->op));
+    }
+    return BP_OK;
+}
+
 int bp_graph_add_node(bp_graph *g, bp_op op, const char *name, const int *in, int nin,
                       const char *out_name, const bp_attrs *a)
 {

@@ -129,6 +129,12 @@ int bp_graph_find(const bp_graph *g, const char *name);
 bp_status bp_infer_shape(const bp_graph *g, const bp_node *n, const int64_t *const *in_dims,
                          const int *in_ndim, int64_t *out_dims, int *out_ndim);
 
+/* Shapes of every value when the graph runs on a batch of n: INPUT values get
+ * dims[0] = n and each node's output is inferred in order. dims and ndim have
+ * g->nvalues entries. `who` names the caller in messages ("exec", "frun"). */
+bp_status bp_graph_resolve_shapes(const bp_graph *g, int n, int64_t (*dims)[BP_MAX_DIMS],
+                                  int *ndim, const char *who);
+
 /* Data pointer of a PARAM value inside a flat buffer laid out like g->params. */
 static inline bp_real *bp_param_ptr(const bp_graph *g, bp_real *flat, int value)
 {

@@ -20,27 +20,9 @@ struct bp_frun {
 
 static bp_status resolve(bp_frun *r, int n)
 {
-    const bp_graph *g = r->g;
-    for (int v = 0; v < g->nvalues; v++) {
-        const bp_value *val = &g->values[v];
-        r->ndim[v] = val->ndim;
-        memcpy(r->dims[v], val->dims, sizeof val->dims);
-        if (val->kind == BP_VAL_INPUT && val->ndim > 0)
-            r->dims[v][0] = n;
-    }
-    for (int i = 0; i < g->nnodes; i++) {
-        const bp_node *nd = &g->nodes[i];
-        const int64_t *d[BP_MAX_IN];
-        int k[BP_MAX_IN];
-        for (int j = 0; j < nd->nin; j++) {
-            d[j] = r->dims[nd->in[j]];
-            k[j] = r->ndim[nd->in[j]];
-        }
-        bp_status st = bp_infer_shape(g, nd, d, k, r->dims[nd->out], &r->ndim[nd->out]);
-        if (st)
-            return bp_error_wrap(st, "frun: node '%s' (%s) at batch %d", nd->name,
-                                 bp_op_name(nd->op), n);
-    }
+    bp_status st = bp_graph_resolve_shapes(r->g, n, r->dims, r->ndim, "frun");
+    if (st)
+        return st;
     r->n = n;
     return BP_OK;
 }
