@@ -75,35 +75,6 @@ static int parse_ints(const char *s, int *v, int max)
     return n;
 }
 
-/* "w4a8,8:8,4" -> pairs (a bare W means a = max(W, 4)). Count or -1. */
-static int parse_pairs(const char *s, int *wb, int *ab, int max)
-{
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        int w, a, used = 0;
-        if (n == max)
-            return -1;
-        if (sscanf(p, "w%da%d%n", &w, &a, &used) == 2 || sscanf(p, "W%dA%d%n", &w, &a, &used) == 2 ||
-            sscanf(p, "%d:%d%n", &w, &a, &used) == 2) {
-        } else if (sscanf(p, "%d%n", &w, &used) == 1) {
-            a = bp_default_abits(w);
-        } else {
-            return -1;
-        }
-        if (w < 1 || w > 16 || a < 1 || a > 16)
-            return -1;
-        wb[n] = w;
-        ab[n] = a;
-        n++;
-        p += used;
-        if (*p == ',')
-            p++;
-        else if (*p)
-            return -1;
-    }
-    return n;
-}
 
 static int con_kind(const char *s, size_t len)
 {
@@ -275,22 +246,11 @@ int cmd_ilp(int argc, char **argv)
         if (!v)
             return usage_err("option %s needs a value", a);
         i++;
-        int k = -1, frac = 0;
-        if (!strcmp(a, "--size") || !strcmp(a, "--size-frac"))
-            k = BP_CON_SIZE, frac = a[6] == '-';
-        else if (!strcmp(a, "--bops") || !strcmp(a, "--bops-frac"))
-            k = BP_CON_BOPS, frac = a[6] == '-';
-        else if (!strcmp(a, "--latency") || !strcmp(a, "--latency-frac"))
-            k = BP_CON_LATENCY, frac = a[9] == '-';
-        if (k >= 0) {
-            double x;
-            bp_status st = frac ? bp_parse_frac(v, &x) : bp_parse_budget(k, v, &x);
-            if (st)
-                return bp_cli_fail(st);
-            if (spec[k].set)
-                return usage_err("two budgets for %s", bp_con_name(k));
-            spec[k].set = frac ? 2 : 1;
-            spec[k].value = x;
+        int is_budget = bp_budget_option(a, v, spec);
+        if (is_budget < 0)
+            return bp_cli_fail(BP_ERR_ARG);
+        if (is_budget) {
+            /* parsed into spec[] */
         } else if (!strcmp(a, "-o")) {
             out = v;
         } else if (!strcmp(a, "--profile")) {
@@ -301,7 +261,7 @@ int cmd_ilp(int argc, char **argv)
             if ((o.nbits = parse_ints(v, o.bits, BP_SENS_MAX_CAND)) < 1)
                 return usage_err("--bits '%s': expected bit-widths 1..16 separated by commas", v);
         } else if (!strcmp(a, "--pairs")) {
-            if ((o.npairs = parse_pairs(v, o.pair_w, o.pair_a, 64)) < 1)
+            if ((o.npairs = bp_parse_candidates(v, o.pair_w, o.pair_a, 64, 16, 1)) < 1)
                 return usage_err("--pairs '%s': expected e.g. w4a8,w8a8 or 4:8,8:8", v);
         } else if (!strcmp(a, "--pin")) {
             const char *eq = strrchr(v, '=');

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/onnx.h"
+#include "ilp/ilp.h"
 #include "latency/measure.h"
 #include "latency/profile.h"
 
@@ -48,35 +49,6 @@ static void usage(FILE *fp)
         "  (e.g. 4,8,w4a8). --units: bit-widths the hardware has, e.g. 4,8.\n");
 }
 
-/* "2,4,w4a8,6:8" -> pairs. Returns the count or -1. */
-static int parse_bits(const char *s, int *wb, int *ab, int max)
-{
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        int w, a, used = 0;
-        if (n == max)
-            return -1;
-        if (sscanf(p, "w%da%d%n", &w, &a, &used) == 2 || sscanf(p, "W%dA%d%n", &w, &a, &used) == 2 ||
-            sscanf(p, "%d:%d%n", &w, &a, &used) == 2) {
-        } else if (sscanf(p, "%d%n", &w, &used) == 1) {
-            a = w;
-        } else {
-            return -1;
-        }
-        if (w < 1 || w > 32 || a < 1 || a > 32)
-            return -1;
-        wb[n] = w;
-        ab[n] = a;
-        n++;
-        p += used;
-        if (*p == ',')
-            p++;
-        else if (*p)
-            return -1;
-    }
-    return n;
-}
 
 /* "4,8" -> ascending ints. */
 static int parse_units(const char *s, int *u, int max)
@@ -160,7 +132,7 @@ static int do_measure(int argc, char **argv)
     const char *model = NULL, *outp = NULL, *device = NULL, *citation = NULL;
     int wb[MAX_CAND], ab[MAX_CAND];
     /* the ILP's default candidates: weight bits 2..8 with a = max(w, 4) */
-    int nc = parse_bits(DEFAULT_BITS, wb, ab, MAX_CAND);
+    int nc = bp_parse_candidates(DEFAULT_BITS, wb, ab, MAX_CAND, 32, 0);
     bp_measure_opts o;
     bp_measure_opts_default(&o);
     for (int i = 1; i < argc; i++) {
@@ -184,7 +156,7 @@ static int do_measure(int argc, char **argv)
         else if (!strcmp(a, "--citation"))
             citation = v;
         else if (!strcmp(a, "--bits")) {
-            if ((nc = parse_bits(v, wb, ab, MAX_CAND)) < 1)
+            if ((nc = bp_parse_candidates(v, wb, ab, MAX_CAND, 32, 0)) < 1)
                 return bad_usage("bad --bits list", v);
         } else if (!strcmp(a, "--batch")) {
             if (int_arg(v, 1, &o.batch))
@@ -395,7 +367,7 @@ static int do_show(int argc, char **argv)
     } else {
         int wb[MAX_CAND], ab[MAX_CAND], nc = 0;
         if (bits) {
-            if ((nc = parse_bits(bits, wb, ab, MAX_CAND)) < 1) {
+            if ((nc = bp_parse_candidates(bits, wb, ab, MAX_CAND, 32, 0)) < 1) {
                 bp_profile_free(p);
                 return bad_usage("bad --bits list", bits);
             }
@@ -411,7 +383,7 @@ static int do_show(int argc, char **argv)
                 }
             }
             if (nc == 0)
-                nc = parse_bits("4,8", wb, ab, MAX_CAND);
+                nc = bp_parse_candidates("4,8", wb, ab, MAX_CAND, 32, 0);
         }
         rc = show_model(p, model, wb, ab, nc);
     }

@@ -167,23 +167,13 @@ int cmd_plan(int argc, char **argv)
         if (!v)
             return usage_err("option %s needs a value", a);
         i++;
-        int k = -1, frac = 0;
-        if (!strcmp(a, "--size") || !strcmp(a, "--size-frac"))
-            k = BP_CON_SIZE, frac = a[6] == '-';
-        else if (!strcmp(a, "--bops") || !strcmp(a, "--bops-frac"))
-            k = BP_CON_BOPS, frac = a[6] == '-';
-        else if (!strcmp(a, "--latency") || !strcmp(a, "--latency-frac"))
-            k = BP_CON_LATENCY, frac = a[9] == '-';
-        if (k >= 0) {
-            double x;
-            bp_status st = frac ? bp_parse_frac(v, &x) : bp_parse_budget(k, v, &x);
-            if (st) {
-                fprintf(stderr, "bitplan plan: %s\n", bp_last_error());
-                return BP_EXIT_USAGE;
-            }
-            if (o.budget[k].set)
-                return usage_err("two budgets for %s", bp_con_name(k));
-            o.budget[k] = (bp_budget_spec){frac ? 2 : 1, x};
+        int is_budget = bp_budget_option(a, v, o.budget);
+        if (is_budget < 0) {
+            fprintf(stderr, "bitplan plan: %s\n", bp_last_error());
+            return BP_EXIT_USAGE;
+        }
+        if (is_budget) {
+            /* parsed into o.budget[] */
         } else if (!strcmp(a, "-o")) {
             o.outdir = v;
         } else if (!strcmp(a, "--profile")) {

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,4 +216,58 @@ bp_status bp_budgets_resolve(const bp_ilp_problem *p, const bp_budget_spec spec[
         out->limit[k] = spec[k].value >= 1 ? hi : lo + spec[k].value * (hi - lo);
     }
     return BP_OK;
+}
+
+int bp_parse_candidates(const char *s, int *wb, int *ab, int max, int max_bits, int default_abits)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        int w, a, used = 0;
+        if (n == max)
+            return -1;
+        if (sscanf(p, "w%da%d%n", &w, &a, &used) == 2 || sscanf(p, "W%dA%d%n", &w, &a, &used) == 2 ||
+            sscanf(p, "%d:%d%n", &w, &a, &used) == 2) {
+            /* an explicit pair */
+        } else if (sscanf(p, "%d%n", &w, &used) == 1) {
+            a = default_abits ? bp_default_abits(w) : w;
+        } else {
+            return -1;
+        }
+        if (w < 1 || w > max_bits || a < 1 || a > max_bits)
+            return -1;
+        wb[n] = w;
+        ab[n] = a;
+        n++;
+        p += used;
+        if (*p == ',' && p[1])
+            p++;
+        else if (*p)
+            return -1; /* junk, or a trailing comma that hides a missing item */
+    }
+    return n;
+}
+
+int bp_budget_option(const char *opt, const char *val, bp_budget_spec spec[BP_CON_COUNT])
+{
+    static const char *const names[BP_CON_COUNT] = {
+        [BP_CON_SIZE] = "--size", [BP_CON_BOPS] = "--bops", [BP_CON_LATENCY] = "--latency"};
+    for (int k = 0; k < BP_CON_COUNT; k++) {
+        size_t l = strlen(names[k]);
+        if (strncmp(opt, names[k], l) || (opt[l] && strcmp(opt + l, "-frac")))
+            continue;
+        int frac = opt[l] != 0;
+        double x;
+        bp_status st = frac ? bp_parse_frac(val, &x) : bp_parse_budget((bp_con_kind)k, val, &x);
+        if (st)
+            return -1;
+        if (spec[k].set) {
+            bp_error(BP_ERR_ARG, "two budgets for %s", bp_con_name((bp_con_kind)k));
+            return -1;
+        }
+        spec[k].set = frac ? 2 : 1;
+        spec[k].value = x;
+        return 1;
+    }
+    return 0;
 }

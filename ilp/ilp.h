@@ -117,6 +117,12 @@ bp_status bp_parse_budget(bp_con_kind k, const char *text, double *out);
 /* Parses a fraction r in [0, 1]. */
 bp_status bp_parse_frac(const char *text, double *r);
 
+/* Parses a candidate list "w4a8,W8A8,6:8,4" into (w, a) pairs, each of the
+ * bit-widths in [1, max_bits]. A bare W gets a = bp_default_abits(W) when
+ * default_abits is set (the search's convention), else a = W (a profile's
+ * uniform WnAn). Returns the count, or -1 for a malformed list or more than max. */
+int bp_parse_candidates(const char *s, int *wb, int *ab, int max, int max_bits, int default_abits);
+
 typedef struct {
     int active[BP_CON_COUNT];
     double limit[BP_CON_COUNT];   /* absolute, in bp_con_unit() */
@@ -134,6 +140,13 @@ typedef struct {
 } bp_budget_spec;
 bp_status bp_budgets_resolve(const bp_ilp_problem *p, const bp_budget_spec spec[BP_CON_COUNT],
                              bp_limits *out);
+
+/* Command-line budget options shared by `bitplan ilp` and `bitplan plan`:
+ * --size/--bops/--latency (absolute, with units) and --size-frac/--bops-frac/
+ * --latency-frac. Returns 1 when opt is one of them and val parsed into
+ * spec[kind]; 0 when opt is not a budget option; on a bad value or a second
+ * budget of the same kind, -1 with bp_last_error set. */
+int bp_budget_option(const char *opt, const char *val, bp_budget_spec spec[BP_CON_COUNT]);
 
 /* ---- solving ------------------------------------------------------------- */
 

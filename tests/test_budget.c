@@ -148,3 +148,40 @@ Test(budget, weight_bytes_models)
     cr_assert_eq(bp_weight_bytes(10, 2, BP_SIZE_CONTAINER), 3.0);
     cr_assert_eq(bp_weight_bytes(10, 12, BP_SIZE_CONTAINER), 20.0);
 }
+
+/* Candidate lists shared by `bitplan ilp --pairs` and `bitplan latency --bits`:
+ * expected pairs worked by hand from the documented rules. */
+Test(budget, candidate_lists)
+{
+    int w[8], a[8];
+    cr_assert_eq(bp_parse_candidates("w4a8,8:8,W6A6,2", w, a, 8, 16, 1), 4);
+    cr_assert(w[0] == 4 && a[0] == 8 && w[1] == 8 && a[1] == 8 && w[2] == 6 && a[2] == 6);
+    cr_assert(w[3] == 2 && a[3] == 4, "a bare 2 gets a = max(2, 4) in the search's convention");
+    cr_assert_eq(bp_parse_candidates("2,5", w, a, 8, 32, 0), 2);
+    cr_assert(w[0] == 2 && a[0] == 2 && w[1] == 5 && a[1] == 5, "a bare W is WnAn for profiles");
+    cr_assert_eq(bp_parse_candidates("32", w, a, 8, 32, 0), 1);
+    static const char *bad[] = {"", ",", "4,", "w4", "4;8", "0", "17", "w4a0", "x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert_eq(bp_parse_candidates(bad[i], w, a, 8, 16, 1), bad[i][0] ? -1 : 0,
+                     "'%s' must be rejected", bad[i]);
+    cr_assert_eq(bp_parse_candidates("4,4,4", w, a, 2, 16, 1), -1, "more than max");
+}
+
+/* The budget options both CLIs share: kinds, units, fractions, repeats. */
+Test(budget, budget_options)
+{
+    bp_budget_spec spec[BP_CON_COUNT] = {{0, 0}, {0, 0}, {0, 0}};
+    cr_assert_eq(bp_budget_option("-o", "x", spec), 0);
+    cr_assert_eq(bp_budget_option("--sizes", "1", spec), 0, "a longer name is not --size");
+    cr_assert_eq(bp_budget_option("--size", "48KiB", spec), 1);
+    cr_assert(spec[BP_CON_SIZE].set == 1 && spec[BP_CON_SIZE].value == 48 * 1024);
+    cr_assert_eq(bp_budget_option("--bops-frac", "0.25", spec), 1);
+    cr_assert(spec[BP_CON_BOPS].set == 2 && spec[BP_CON_BOPS].value == 0.25);
+    cr_assert_eq(bp_budget_option("--latency", "850us", spec), 1);
+    cr_assert_float_eq(spec[BP_CON_LATENCY].value, 0.85, 1e-12);
+    cr_assert_eq(bp_budget_option("--size-frac", "0.5", spec), -1, "a second size budget");
+    cr_assert(strstr(bp_last_error(), "two budgets") != NULL);
+    bp_budget_spec fresh[BP_CON_COUNT] = {{0, 0}, {0, 0}, {0, 0}};
+    cr_assert_eq(bp_budget_option("--bops-frac", "1.5", fresh), -1, "fraction out of [0, 1]");
+    cr_assert_eq(bp_budget_option("--latency", "3", fresh), -1, "latency needs a unit");
+}
