@@ -4,7 +4,7 @@
  *
  *   build/bench/hvp [--model M.onnx] [--samples 512] [--batch 64] [--reps 3]
  *                   [--threads T] [--probes P --json traces.json] [--full-run]
- *                   [--save-model M.onnx]
+ *                   [--save-model M.onnx] [--no-fold]
  *
  * Without --model it runs every .onnx file in models/ (the reference models), else
  * the built-in ResNet-8 graph (bp_arch_build, seed 1, untrained). Both passes run over the
@@ -69,7 +69,7 @@ static void die(bp_status st)
 
 typedef struct {
     const char *json, *data, *save;
-    int samples, batch, reps, probes, full;
+    int samples, batch, reps, probes, full, nofold;
 } bench_opts;
 
 /* One model (NULL: the built-in ResNet-8). */
@@ -94,26 +94,27 @@ static void run_one(const char *model, const bench_opts *bo)
     if ((st = bp_dataset_load(data, &dopt, &ds)))
         die(st);
     samples = ds.n;
-    size_t per = (size_t)ds.c * ds.h * ds.w;
     printf("bench/hvp: model %s, %zu parameters, %d samples of %s in batches of %d, %d threads, %d reps\n",
            model ? model : "built-in resnet8 (untrained)", g->nparams, samples, data, batch,
            omp_get_max_threads(), reps);
 
-    /* Gradient: forward + loss + backward over every batch. HVP: the model
+    /* Gradient: forward + loss + backward over every batch, through the
+     * model operator (bp_model_op_gradient: the same graph, BN folded, as its
+     * products). HVP: the model
      * operator (the path `bitplan sensitivity` uses), one direction per pass
      * and four per pass (one forward per batch shared by four R-passes, what
      * Hutchinson does by default). The three are interleaved per rep so that
      * a change in the machine's load hits them alike; wall and process CPU
      * time are both kept (CPU time is the steadier figure on a shared
      * machine with one thread). */
-    bp_exec *ex = bp_exec_new(g, batch, BP_EXEC_GRAD);
-    if (!ex)
-        die(BP_ERR_NOMEM);
-    bp_real *grad = calloc(g->nparams, sizeof *grad);
     bp_model_op *m;
-    if ((st = bp_model_op_new_memory(g, ds.x, ds.y, samples, batch, &m)))
+    if ((st = bp_model_op_new_memory_flags(g, ds.x, ds.y, samples, batch,
+                                           bo->nofold ? BP_MODEL_OP_NO_BN_FOLD : 0, &m)))
         die(st);
+    printf("bench/hvp: %d BatchNormalization nodes folded into convs%s\n", bp_model_op_folded(m),
+           bo->nofold ? " (--no-fold)" : "");
     bp_linop op = bp_model_op_linop(m);
+    double *grad = malloc(op.n * sizeof *grad);
     double *v = malloc(op.n * sizeof *v), *hv = malloc(op.n * sizeof *hv);
     for (size_t i = 0; i < op.n; i++)
         v[i] = (i * 2654435761u) >> 31 & 1 ? 1 : -1;
@@ -125,14 +126,8 @@ static void run_one(const char *model, const bench_opts *bo)
         t[k] = malloc(reps * sizeof *t[k]);
     for (int r = 0; r < reps + 1; r++) { /* the first pass warms up */
         double w0 = now(), c0 = cpu();
-        memset(grad, 0, g->nparams * sizeof *grad);
-        for (int s0 = 0; s0 < samples; s0 += batch) {
-            int nb = samples - s0 < batch ? samples - s0 : batch;
-            if ((st = bp_forward(ex, g->params, ds.x + s0 * per, nb, BP_MODE_INFER)) ||
-                (st = bp_loss_softmax_ce(ex, ds.y + s0, NULL, NULL)) ||
-                (st = bp_backward(ex, g->params, grad)))
-                die(st);
-        }
+        if ((st = bp_model_op_gradient(m, grad)))
+            die(st);
         double w1 = now(), c1 = cpu();
         if ((st = op.apply(op.ctx, v, hv)))
             die(st);
@@ -145,7 +140,6 @@ static void run_one(const char *model, const bench_opts *bo)
             t[3][r - 1] = c1 - c0, t[4][r - 1] = c2 - c1, t[5][r - 1] = (c3 - c2) / 4;
         }
     }
-    bp_exec_free(ex);
     double sg = median(t[0], reps), sh = median(t[1], reps), s4 = median(t[2], reps);
     double cg = median(t[3], reps), ch = median(t[4], reps), c4 = median(t[5], reps);
     printf("                          wall s    cpu s   (medians of %d)\n", reps);
@@ -245,7 +239,7 @@ static void run_one(const char *model, const bench_opts *bo)
 int main(int argc, char **argv)
 {
     const char *model = NULL, *json = NULL, *data = "fashion-mnist:train", *save = NULL;
-    int samples = 512, batch = 64, reps = 3, threads = 0, probes = 0, full = 0;
+    int samples = 512, batch = 64, reps = 3, threads = 0, probes = 0, full = 0, nofold = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model = argv[++i];
@@ -257,10 +251,11 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--json") && v) json = argv[++i];
         else if (!strcmp(a, "--data") && v) data = argv[++i];
         else if (!strcmp(a, "--full-run")) full = 1;
+        else if (!strcmp(a, "--no-fold")) nofold = 1;
         else if (!strcmp(a, "--save-model") && v) save = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--model M.onnx] [--samples N] [--batch B] [--reps R] [--threads T] "
-                            "[--probes P --json FILE] [--full-run] [--data SPEC] [--save-model M.onnx]\n", argv[0]);
+                            "[--probes P --json FILE] [--full-run] [--no-fold] [--data SPEC] [--save-model M.onnx]\n", argv[0]);
             return 2;
         }
     }
@@ -270,7 +265,7 @@ int main(int argc, char **argv)
     }
     if (reps < 1)
         reps = 1;
-    bench_opts bo = {json, data, save, samples, batch, reps, probes, full};
+    bench_opts bo = {json, data, save, samples, batch, reps, probes, full, nofold};
     if (model) {
         run_one(model, &bo);
         return 0;

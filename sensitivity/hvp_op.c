@@ -3,11 +3,17 @@
  * calibration set. Each product streams the samples in batches through
  * bp_hvp (Pearlmutter's R-operator in core/exec.c) and sums the batch
  * products weighted by n_batch / N — the loss is a mean, so this is the exact
- * Hessian of the whole set — keeping only one batch in memory. */
+ * Hessian of the whole set — keeping only one batch in memory.
+ *
+ * The engine runs a copy of the graph with inference BN folded into the conv
+ * before it (bn_fold.h); vectors are mapped in and results out per output
+ * channel, v' = s ⊙ v and H v = s ⊙ H'v', so the operator is the Hessian with
+ * respect to the original weights. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/exec.h"
+#include "sensitivity/bn_fold.h"
 #include "sensitivity/calib_batches.h"
 #include "sensitivity/sensitivity.h"
 
@@ -16,14 +22,19 @@
 #define BP_MODEL_OP_KMAX 8
 
 struct bp_model_op {
-    const bp_graph *g;
+    const bp_graph *g;     /* what the engine runs: the folded graph, or the caller's */
+    bp_graph *folded;      /* owned when BNs were folded, else NULL */
+    double **chscale;      /* (nodes of the caller's graph) BN scale s per folded conv */
+    int nfolded;
+    const double **lscale; /* (nlayers) s of the layer's output channels, NULL: not folded */
+    size_t *woff;          /* (nlayers) offset of the layer's weight in g->params */
     bp_exec *ex;
     bp_cbatch cal;         /* the calibration set, batch by batch */
     bp_real *vfull, *hvfull; /* (BP_MODEL_OP_KMAX, g->nparams) directions and products
                                 in the params layout */
     bp_layer *layers;
     bp_block *blocks;
-    int nlayers;
+    int nlayers, nnodes_orig;
     size_t dim;            /* operator length: sum of the layers' weights */
     long products;
     double loss;
@@ -35,11 +46,56 @@ void bp_model_op_free(bp_model_op *m)
         return;
     bp_exec_free(m->ex);
     bp_cbatch_free(&m->cal);
+    if (m->chscale)
+        bp_bn_fold_scale_free(m->chscale, m->nnodes_orig);
+    bp_graph_free(m->folded);
+    free(m->lscale);
+    free(m->woff);
     free(m->vfull);
     free(m->hvfull);
     free(m->layers);
     free(m->blocks);
     free(m);
+}
+
+/* dst += w · (layer blocks of src, in the engine's layout), times s per
+ * output channel where a BN was folded: ∇_W = s ⊙ ∇_W', H_W v = s ⊙ H_W' v'. */
+static void gather_add(const bp_model_op *m, const bp_real *src, double w, double *dst)
+{
+    for (int l = 0; l < m->nlayers; l++) {
+        const bp_real *a = src + m->woff[l];
+        double *b = dst + m->blocks[l].off;
+        size_t len = m->blocks[l].len;
+        const double *s = m->lscale[l];
+        if (!s) {
+            for (size_t j = 0; j < len; j++)
+                b[j] += w * (double)a[j];
+            continue;
+        }
+        size_t per = len / (size_t)m->layers[l].cout;
+        for (int64_t ch = 0; ch < m->layers[l].cout; ch++) {
+            double ws = w * s[ch];
+            for (size_t e = ch * per; e < (ch + 1) * per; e++)
+                b[e] += ws * (double)a[e];
+        }
+    }
+}
+
+/* The engine's direction for operator vector v: layer blocks scattered into
+ * the parameter layout (zero elsewhere), v' = s ⊙ v where a BN was folded
+ * (W' = s ⊙ W moves by s ⊙ v when W moves by v). */
+static void scatter(const bp_model_op *m, const double *v, bp_real *vf)
+{
+    memset(vf, 0, m->g->nparams * sizeof *vf);
+    for (int l = 0; l < m->nlayers; l++) {
+        bp_real *dst = vf + m->woff[l];
+        const double *src = v + m->blocks[l].off;
+        size_t len = m->blocks[l].len;
+        const double *s = m->lscale[l];
+        size_t per = s ? len / (size_t)m->layers[l].cout : len;
+        for (size_t j = 0; j < len; j++)
+            dst[j] = (bp_real)(s ? s[j / per] * src[j] : src[j]);
+    }
 }
 
 typedef struct {
@@ -70,12 +126,7 @@ static bp_status group_batch(void *ctx, int done, int got, const int *y)
         return st;
     double w = (double)got / m->cal.n;
     for (int d = 0; d < c->k; d++)
-        for (int l = 0; l < m->nlayers; l++) {
-            const bp_real *src = m->hvfull + (size_t)d * np + g->values[m->layers[l].weight].offset;
-            double *dst = c->hv + (size_t)d * m->dim + m->blocks[l].off;
-            for (size_t j = 0; j < m->blocks[l].len; j++)
-                dst[j] += w * (double)src[j];
-        }
+        gather_add(m, m->hvfull + (size_t)d * np, w, c->hv + (size_t)d * m->dim);
     return BP_OK;
 }
 
@@ -86,16 +137,8 @@ static bp_status apply_group(bp_model_op *m, int k, const double *v, double *hv)
 {
     const bp_graph *g = m->g;
     size_t np = g->nparams;
-    for (int d = 0; d < k; d++) {
-        bp_real *vf = m->vfull + (size_t)d * np;
-        memset(vf, 0, np * sizeof *vf);
-        for (int l = 0; l < m->nlayers; l++) {
-            bp_real *dst = vf + g->values[m->layers[l].weight].offset;
-            const double *src = v + (size_t)d * m->dim + m->blocks[l].off;
-            for (size_t j = 0; j < m->blocks[l].len; j++)
-                dst[j] = (bp_real)src[j];
-        }
-    }
+    for (int d = 0; d < k; d++)
+        scatter(m, v + (size_t)d * m->dim, m->vfull + (size_t)d * np);
     memset(hv, 0, (size_t)k * m->dim * sizeof *hv);
     group_ctx c = {m, k, hv};
     bp_status st = bp_cbatch_pass(&m->cal, m->ex, g->params, group_batch, &c, &m->loss);
@@ -122,8 +165,54 @@ static bp_status apply(void *ctx, const double *v, double *hv)
     return apply_group(ctx, 1, v, hv);
 }
 
+/* The folded graph and the per-layer maps (woff, lscale). Layers stay the
+ * caller's graph's (names, shapes, node indices); the folded graph has the
+ * same layers in the same order, which is checked. */
+static bp_status setup_fold(bp_model_op *m, const bp_graph *g, unsigned flags)
+{
+    m->lscale = calloc(m->nlayers, sizeof *m->lscale);
+    m->woff = malloc(m->nlayers * sizeof *m->woff);
+    if (!m->lscale || !m->woff)
+        return bp_error(BP_ERR_NOMEM, "hessian operator: out of memory");
+    m->g = g;
+    for (int l = 0; l < m->nlayers; l++)
+        m->woff[l] = g->values[m->layers[l].weight].offset;
+    if (flags & BP_MODEL_OP_NO_BN_FOLD)
+        return BP_OK;
+    bp_graph *fg;
+    double **sc;
+    int nf;
+    bp_status st = bp_bn_fold(g, &fg, &sc, &nf);
+    if (st)
+        return bp_error_wrap(st, "hessian operator");
+    if (nf == 0) {
+        bp_bn_fold_scale_free(sc, g->nnodes);
+        bp_graph_free(fg);
+        return BP_OK;
+    }
+    m->folded = fg;
+    m->chscale = sc;
+    m->nnodes_orig = g->nnodes;
+    m->nfolded = nf;
+    bp_layer *fl;
+    int nfl;
+    if ((st = bp_graph_layers(fg, &fl, &nfl)))
+        return st;
+    int same = nfl == m->nlayers;
+    for (int l = 0; same && l < nfl; l++) {
+        same = fl[l].params == m->layers[l].params;
+        m->woff[l] = fg->values[fl[l].weight].offset;
+        m->lscale[l] = sc[m->layers[l].node];
+    }
+    free(fl);
+    if (!same)
+        return bp_error(BP_ERR_SHAPE, "hessian operator: folding BN changed the layers");
+    m->g = fg;
+    return BP_OK;
+}
+
 static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const int *y, int n,
-                        int batch, bp_model_op **out)
+                        int batch, unsigned flags, bp_model_op **out)
 {
     *out = NULL;
     if (g->input < 0 || g->output < 0)
@@ -149,6 +238,9 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
                       g->source && g->source[0] ? g->source : "model");
         goto fail;
     }
+    if ((st = setup_fold(m, g, flags)))
+        goto fail;
+    g = m->g;
     m->blocks = malloc(m->nlayers * sizeof *m->blocks);
     m->vfull = malloc(BP_MODEL_OP_KMAX * (g->nparams ? g->nparams : 1) * sizeof *m->vfull);
     m->hvfull = malloc(BP_MODEL_OP_KMAX * (g->nparams ? g->nparams : 1) * sizeof *m->hvfull);
@@ -179,13 +271,45 @@ bp_status bp_model_op_new_stream(const bp_graph *g, bp_stream *s, int samples, i
     bp_status st = bp_cbatch_check_stream(g, s, &samples);
     if (st)
         return st;
-    return op_new(g, s, NULL, NULL, samples, batch, out);
+    return op_new(g, s, NULL, NULL, samples, batch, 0, out);
 }
 
 bp_status bp_model_op_new_memory(const bp_graph *g, const bp_real *x, const int *y, int n,
                                  int batch, bp_model_op **out)
 {
-    return op_new(g, NULL, x, y, n, batch, out);
+    return op_new(g, NULL, x, y, n, batch, 0, out);
+}
+
+bp_status bp_model_op_new_memory_flags(const bp_graph *g, const bp_real *x, const int *y, int n,
+                                       int batch, unsigned flags, bp_model_op **out)
+{
+    return op_new(g, NULL, x, y, n, batch, flags, out);
+}
+
+int bp_model_op_folded(const bp_model_op *m) { return m->nfolded; }
+
+typedef struct {
+    bp_model_op *m;
+    double *grad;
+} grad_ctx;
+
+static bp_status grad_batch(void *ctx, int done, int got, const int *y)
+{
+    grad_ctx *c = ctx;
+    bp_model_op *m = c->m;
+    bp_real *gf = m->hvfull;
+    memset(gf, 0, m->g->nparams * sizeof *gf);
+    bp_status st = bp_backward(m->ex, m->g->params, gf);
+    if (!st)
+        gather_add(m, gf, (double)got / m->cal.n, c->grad);
+    return st;
+}
+
+bp_status bp_model_op_gradient(bp_model_op *m, double *grad)
+{
+    memset(grad, 0, m->dim * sizeof *grad);
+    grad_ctx c = {m, grad};
+    return bp_cbatch_pass(&m->cal, m->ex, m->g->params, grad_batch, &c, &m->loss);
 }
 
 bp_linop bp_model_op_linop(bp_model_op *m)

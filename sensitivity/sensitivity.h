@@ -184,6 +184,20 @@ bp_status bp_model_op_new_memory(const bp_graph *g, const bp_real *x, const int 
                                  int batch, bp_model_op **out);
 void bp_model_op_free(bp_model_op *m); /* accepts NULL */
 
+/* The engine runs the graph with inference BN folded into the conv before it
+ * and maps vectors in and results out, so products are still those of the
+ * Hessian with respect to the original weights (docs/SENSITIVITY.md). This
+ * flag runs the graph as given instead (for tests and benchmarks). */
+enum { BP_MODEL_OP_NO_BN_FOLD = 1u << 0 };
+bp_status bp_model_op_new_memory_flags(const bp_graph *g, const bp_real *x, const int *y, int n,
+                                       int batch, unsigned flags, bp_model_op **out);
+/* BatchNormalization nodes folded (0 with BP_MODEL_OP_NO_BN_FOLD). */
+int bp_model_op_folded(const bp_model_op *m);
+/* The mean gradient over the calibration set with respect to the layers'
+ * weights, in the operator's layout (grad has the operator's length n);
+ * also updates bp_model_op_loss. */
+bp_status bp_model_op_gradient(bp_model_op *m, double *grad);
+
 /* The operator view (valid while m lives) and the layer blocks. */
 bp_linop bp_model_op_linop(bp_model_op *m);
 int bp_model_op_layers(const bp_model_op *m, const bp_layer **layers, const bp_block **blocks);
