@@ -3,6 +3,7 @@
 #include <cpuid.h>
 #include <string.h>
 
+#include "quant/kern_dw.h"
 #include "quant/kern_internal.h"
 
 size_t bp_qtype_size(bp_qtype t) { return t == BP_QT_S32 ? 4 : 1; }
@@ -132,7 +133,9 @@ size_t bp_qconv_buffer_size(const bp_qconv_params *p)
      * (dw_row_len in kern_avx2.c) */
     size_t dw = (size_t)bp_qk_dw_rows(p) * (p->stride_w > 0 ? p->stride_w : 1) *
                     (p->w + p->pad_l + p->pad_r + 16 + (p->kw - 1) * p->dil_w) * 4 + 64;
-    return gemm > dw ? gemm : dw;
+    gemm = gemm > dw ? gemm : dw;
+    size_t dwz = bp_qk_dwz_scratch(p); /* the AVX-512 depthwise kernel (kern_dw.c) */
+    return gemm > dwz ? gemm : dwz;
 }
 
 size_t bp_qgemm_buffer_size(const bp_qgemm_params *p) { return panel_bytes(p->k); }
@@ -216,6 +219,8 @@ bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpan
         if (!bp_qkern_available(impl))
             return bp_error(BP_ERR_UNSUPPORTED, "qconv: the %s kernel was forced on a CPU without it",
                             bp_qkern_name(impl));
+        if (impl == BP_QKERN_AVX512VNNI && bp_qconv_dwz(p, in, wpanel, bias, qm, out, scratch))
+            return BP_OK;
         if (impl != BP_QKERN_AVX2)
             bp_qconv_vnni(p, in, wpanel, bias, qm, out, scratch, impl == BP_QKERN_AVX512VNNI);
         else

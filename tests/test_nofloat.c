@@ -25,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *int_objs[] = {"int_engine", "qkernels", "kern_ref", "kern_avx2", "requant"};
+static const char *int_objs[] = {"int_engine", "qkernels", "kern_ref", "kern_avx2", "kern_dw", "requant"};
 #define NINT (int)(sizeof int_objs / sizeof *int_objs)
 
 static char objdir[PATH_MAX];

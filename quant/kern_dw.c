@@ -1,0 +1,434 @@
+/* kern_dw.c — int8 depthwise convolution with AVX-512 VNNI (vpdpbusd on zmm).
+ *
+ * A depthwise conv has 9 weights per channel and small planes (7x7, 14x14 in
+ * the reference models), so row-wise vectors waste most lanes and the
+ * requantization, not the multiply, is the cost. This kernel works on whole
+ * planes, flattened:
+ *
+ * Phase planes. Per (image, channel), the zero-padded input plane (hp x wp)
+ * is copied into sh·sw phase planes of hq x wq bytes, hq = ⌈hp/sh⌉,
+ * wq = ⌈wp/sw⌉: padded (Y, X) goes to plane (Y mod sh, X mod sw) at row Y/sh,
+ * column X/sw. Output (oy, ox) then reads tap (ky, kx) at flat position
+ * q + (ky·dh / sh)·wq + kx·dw / sw of one phase plane, q = oy·wq + ox: every
+ * tap is a constant offset from the flat output index, for any stride and
+ * dilation, and there are no borders. Positions ox in [ow, wq) are computed
+ * and dropped. The padding (and the read slack) is written once per call:
+ * only the interior changes from plane to plane.
+ *
+ * Quads. The taps of one kernel row that fall into the same phase plane lie
+ * on consecutive columns (stride 1: kx = 0..kw−1; stride 2: the even kx in
+ * phase 0, the odd ones in phase 1) and are grouped in quads of 4 columns
+ * with zero weights in the gaps: 3x3 stride 1 is 3 quads, stride 2 is 6,
+ * 5x5 is 10. A 64-byte load at flat offset q0 + r + off holds in its dword j
+ * the quad of output q0 + 4j + r, so one vpdpbusd with the broadcast weight
+ * quad adds a quad's 4 products to 16 outputs, and 4 loads (r = 0..3) cover
+ * 64 consecutive outputs: 4·nquads vpdpbusd per 64 outputs.
+ *
+ * Signed inputs are shifted to uint8 (x ^ 0x80 = x + 128, padding 0x80) and
+ * the bias corrected by −128·Σw (as in the VNNI convs of kern_avx2.c); the
+ * wrap-around int32 sum is exact whenever the true sum fits.
+ *
+ * Output. The 4 accumulators (outputs 4j + r) are requantized and clamped in
+ * place (bit-exact with bp_requant), then for 8-bit outputs put back in order
+ * by shifts and ors (byte r of dword j), one 64-byte store into a flat row
+ * buffer, and copied out row by row with masked stores; int32 outputs are
+ * scattered into the flat buffer. Integer-only. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant/kern_dw.h"
+#include "quant/kern_internal.h"
+
+#define DWZ __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define MAXOPS 64
+
+typedef struct {
+    int oh, ow, sh, sw, hq, wq;
+    size_t pq;                 /* bytes of one phase plane, hq·wq */
+    int nops;                  /* quads per channel */
+    int32_t off[MAXOPS];       /* byte offset of each quad from the first plane */
+    int8_t tap[MAXOPS][4];     /* tap index ky·kw + kx of each quad byte, −1 for a gap */
+    int nb;                    /* 64-output blocks of the flat output */
+    size_t plane_bytes;        /* phase planes and read slack, a multiple of 64 */
+    size_t flat_bytes;         /* one flat output, a multiple of 64 */
+    int cb;                    /* planes per chunk (see dwz_run) */
+    int cs;                    /* channel stride of the weight quads: cout rounded up to 16 */
+    int py0, ry0;              /* phase and row of input row 0: pad_t mod sh, pad_t / sh */
+} dwz_geo;
+
+static size_t up64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
+{
+    if (p->group != p->cin || p->group != p->cout || p->kh * p->kw > 64 || p->stride_h > 8 ||
+        p->stride_w > 8)
+        return 0;
+    bp_qconv_out_hw(p, &g->oh, &g->ow);
+    if (g->oh < 1 || g->ow < 1)
+        return 0;
+    const int sh = p->stride_h, sw = p->stride_w;
+    /* out_hw truncates toward zero, so a window larger than the padded plane
+     * still gives one output: the plane then reaches past the bottom (right)
+     * padding, with zeros */
+    int hp = p->h + p->pad_t + p->pad_b, wp = p->w + p->pad_l + p->pad_r;
+    const int hn = (g->oh - 1) * sh + (p->kh - 1) * p->dil_h + 1, wn = (g->ow - 1) * sw + (p->kw - 1) * p->dil_w + 1;
+    hp = hn > hp ? hn : hp;
+    wp = wn > wp ? wn : wp;
+    g->sh = sh, g->sw = sw;
+    g->hq = (hp + sh - 1) / sh, g->wq = (wp + sw - 1) / sw;
+    g->pq = (size_t)g->hq * g->wq;
+    g->cs = (p->cout + 15) / 16 * 16;
+    g->py0 = p->pad_t % sh, g->ry0 = p->pad_t / sh;
+    int n = 0;
+    size_t maxoff = 0;
+    for (int ky = 0; ky < p->kh; ky++) {
+        const int Y = ky * p->dil_h, py = Y % sh, row = Y / sh;
+        for (int px = 0; px < sw; px++) {
+            int cmin = -1, cmax = -1;
+            for (int kx = 0; kx < p->kw; kx++) {
+                const int X = kx * p->dil_w;
+                if (X % sw != px)
+                    continue;
+                if (cmin < 0)
+                    cmin = X / sw;
+                cmax = X / sw;
+            }
+            if (cmin < 0)
+                continue;
+            for (int c0 = cmin; c0 <= cmax; c0 += 4) {
+                if (n == MAXOPS)
+                    return 0;
+                const size_t off = (size_t)(py * sw + px) * g->pq + (size_t)row * g->wq + c0;
+                if (off > INT32_MAX)
+                    return 0;
+                g->off[n] = (int32_t)off;
+                maxoff = off > maxoff ? off : maxoff;
+                for (int j = 0; j < 4; j++) {
+                    g->tap[n][j] = -1;
+                    for (int kx = 0; kx < p->kw; kx++) {
+                        const int X = kx * p->dil_w;
+                        if (X % sw == px && X / sw == c0 + j)
+                            g->tap[n][j] = (int8_t)(ky * p->kw + kx);
+                    }
+                }
+                n++;
+            }
+        }
+    }
+    g->nops = n;
+    const size_t nflat = (size_t)(g->oh - 1) * g->wq + g->ow;
+    g->nb = (int)((nflat + 63) / 64);
+    /* the last block's loads reach (nb − 1)·64 + 3 + maxoff + 63 */
+    const size_t reach = (size_t)g->nb * 64 + 3 + maxoff, planes = (size_t)sh * sw * g->pq;
+    g->plane_bytes = up64(reach > planes ? reach : planes);
+    /* +64: the row copy loads whole vectors */
+    g->flat_bytes = up64((size_t)g->nb * 64 * bp_qtype_size(p->out_type) + 64);
+    /* about 32 KiB of planes and flat outputs per chunk, at most 16 planes */
+    const size_t per = g->plane_bytes + g->flat_bytes;
+    g->cb = per * 16 <= 32768 ? 16 : per >= 16384 ? 1 : (int)(32768 / per);
+    return 1;
+}
+
+/* Scratch: weight quads (nops·cs int32), corrected biases (cs int32), cb
+ * phase-plane sets, cb flat outputs; each piece 64-byte aligned, +64 to align
+ * the start. */
+static size_t dwz_layout(const bp_qconv_params *p, const dwz_geo *g, size_t *o_beff, size_t *o_planes,
+                         size_t *o_flat)
+{
+    *o_beff = up64((size_t)g->cs * g->nops * 4);
+    *o_planes = *o_beff + up64((size_t)g->cs * 4);
+    *o_flat = *o_planes + (size_t)g->cb * g->plane_bytes;
+    return *o_flat + (size_t)g->cb * g->flat_bytes + 64;
+}
+
+size_t bp_qk_dwz_scratch(const bp_qconv_params *p)
+{
+    dwz_geo g;
+    size_t a, b, c;
+    return dwz_geometry(p, &g) ? dwz_layout(p, &g, &a, &b, &c) : 0;
+}
+
+/* Requantizes 16 lanes of one channel: bit-exact bp_requant for
+ * −31 <= shift <= 0 (mult == 0: the rounding shift alone). mask = 2^right − 1,
+ * half = mask >> 1. */
+__attribute__((always_inline)) DWZ static inline __m512i dwz_requant(__m512i x, __m512i m, __m512i right, __m512i mask, __m512i half,
+                                      int shift_only)
+{
+    __m512i y = x;
+    if (!shift_only) {
+        const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
+        __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
+        __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32)), nudge);
+        /* bits 31..62 of each 64-bit sum: the low 32 bits of the floor shift */
+        y = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
+    }
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i rem = _mm512_and_si512(y, mask);
+    __m512i thr = _mm512_mask_add_epi32(half, _mm512_cmplt_epi32_mask(y, _mm512_setzero_si512()), half, one);
+    __m512i r = _mm512_srav_epi32(y, right);
+    return _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, one);
+}
+
+static __mmask64 low_mask64(int n) { return n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1; }
+
+/* Copies input plane src (h x w) into the phase planes' interior. Rows step
+ * through (phase, row) without divisions: an idiv per row cost as much as the
+ * rest of a 7x7 plane. */
+DWZ static void dwz_fill(const bp_qconv_params *p, const dwz_geo *g, const uint8_t *src, uint8_t *planes,
+                         int s8)
+{
+    const int sh = g->sh, sw = g->sw, w = p->w;
+    const size_t pstep = (size_t)sw * g->pq; /* from phase row py to py + 1 */
+    const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
+    int py = g->py0;
+    uint8_t *row0 = planes + (size_t)g->ry0 * g->wq; /* row Y/sh of phase 0 */
+    if (sw == 1 && w <= 64) {
+        const __mmask64 m = low_mask64(w);
+        uint8_t *d0 = row0 + p->pad_l;
+        for (int iy = 0; iy < p->h; iy++, src += w) {
+            _mm512_mask_storeu_epi8(d0 + (size_t)py * pstep, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src), flip));
+            if (++py == sh)
+                py = 0, d0 += g->wq;
+        }
+        return;
+    }
+    /* stride 2: even input columns k go to column phase pad_l mod 2 at
+     * k + pad_l/2, odd ones to the other phase at k + (pad_l + 1)/2 */
+    const size_t eoff = (size_t)(p->pad_l % 2) * g->pq + p->pad_l / 2,
+                 ooff = (size_t)((p->pad_l + 1) % 2) * g->pq + (p->pad_l + 1) / 2;
+    if (sw == 2 && w <= 64) {
+        const __mmask64 m = low_mask64(w);
+        const __mmask32 me = (__mmask32)low_mask64((w + 1) / 2), mo = (__mmask32)low_mask64(w / 2);
+        uint8_t *e0 = row0 + eoff, *o0 = row0 + ooff;
+        for (int iy = 0; iy < p->h; iy++, src += w) {
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src), flip);
+            /* words hold (even, odd) byte pairs: truncation keeps the even
+             * byte, a shift by 8 first the odd one */
+            const size_t at = (size_t)py * pstep;
+            _mm256_mask_storeu_epi8(e0 + at, me, _mm512_cvtepi16_epi8(v));
+            _mm256_mask_storeu_epi8(o0 + at, mo, _mm512_cvtepi16_epi8(_mm512_srli_epi16(v, 8)));
+            if (++py == sh)
+                py = 0, e0 += g->wq, o0 += g->wq;
+        }
+        return;
+    }
+    for (int iy = 0; iy < p->h; iy++, src += w) {
+        uint8_t *row = row0 + (size_t)py * pstep;
+        if (sw == 1) {
+            for (int x = 0; x < w; x += 64) {
+                const __mmask64 m = low_mask64(w - x);
+                _mm512_mask_storeu_epi8(row + p->pad_l + x, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + x), flip));
+            }
+        } else if (sw == 2) {
+            for (int x = 0; x < w; x += 64) {
+                const int cnt = w - x < 64 ? w - x : 64;
+                __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(low_mask64(cnt), src + x), flip);
+                __m256i e = _mm512_cvtepi16_epi8(v), o = _mm512_cvtepi16_epi8(_mm512_srli_epi16(v, 8));
+                _mm256_mask_storeu_epi8(row + eoff + x / 2, (__mmask32)low_mask64((cnt + 1) / 2), e);
+                _mm256_mask_storeu_epi8(row + ooff + x / 2, (__mmask32)low_mask64(cnt / 2), o);
+            }
+        } else {
+            int px = p->pad_l % sw, X = p->pad_l / sw;
+            for (int x = 0; x < w; x++) {
+                row[(size_t)px * g->pq + X] = (uint8_t)(src[x] ^ (s8 ? 0x80 : 0));
+                if (++px == sw)
+                    px = 0, X++;
+            }
+        }
+        if (++py == sh)
+            py = 0, row0 += g->wq;
+    }
+}
+
+/* One channel's requantization: mode 0 vector SRDHM and rounding shift,
+ * 1 the rounding shift alone (shift-only pair), 2 scalar bp_requant (left
+ * shifts, the zero multiplier). */
+typedef struct {
+    __m512i m, right, mask, half, lo, hi;
+    bp_qmul q;
+} dwz_req;
+
+__attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, const dwz_req *rq, int mode)
+{
+    if (mode < 2)
+        x = dwz_requant(x, rq->m, rq->right, rq->mask, rq->half, mode);
+    else {
+        int32_t v[16];
+        _mm512_storeu_si512((void *)v, x);
+        for (int j = 0; j < 16; j++)
+            v[j] = bp_requant(v[j], rq->q);
+        x = _mm512_loadu_si512((const void *)v);
+    }
+    return _mm512_min_epi32(_mm512_max_epi32(x, rq->lo), rq->hi);
+}
+
+/* One channel plane: 64 outputs per block, 4 accumulators (outputs 4j + r),
+ * nops quads each. Inlined with nops and mode constant for the common cases. */
+__attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g, int nops, int mode,
+                                                              const uint8_t *planes, const int32_t *wc,
+                                                              int32_t b, const dwz_req *rq, bp_qtype type,
+                                                              uint8_t *flat)
+{
+    const __m512i vb = _mm512_set1_epi32(b);
+    for (int blk = 0; blk < g->nb; blk++) {
+        const uint8_t *s = planes + (size_t)blk * 64;
+        __m512i a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+#pragma GCC unroll 8
+        for (int o = 0; o < nops; o++) {
+            const uint8_t *t = s + g->off[o];
+            const __m512i w = _mm512_set1_epi32(wc[(size_t)o * g->cs]);
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512((const void *)t), w);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512((const void *)(t + 1)), w);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512((const void *)(t + 2)), w);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512((const void *)(t + 3)), w);
+        }
+        a0 = dwz_finish(a0, rq, mode);
+        a1 = dwz_finish(a1, rq, mode);
+        a2 = dwz_finish(a2, rq, mode);
+        a3 = dwz_finish(a3, rq, mode);
+        if (type == BP_QT_S32) {
+            /* output 4j + r of the block from lane j of a_r */
+            int32_t *f = (int32_t *)flat + (size_t)blk * 64;
+            const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60);
+            _mm512_i32scatter_epi32(f, idx, a0, 4);
+            _mm512_i32scatter_epi32(f + 1, idx, a1, 4);
+            _mm512_i32scatter_epi32(f + 2, idx, a2, 4);
+            _mm512_i32scatter_epi32(f + 3, idx, a3, 4);
+        } else {
+            /* clamped into the 8-bit type: the low byte is the value; byte r
+             * of dword j is output 4j + r */
+            const __m512i lo8 = _mm512_set1_epi32(0xFF);
+            __m512i v = _mm512_or_si512(_mm512_and_si512(a0, lo8), _mm512_slli_epi32(_mm512_and_si512(a1, lo8), 8));
+            v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_and_si512(a2, lo8), 16));
+            v = _mm512_or_si512(v, _mm512_slli_epi32(a3, 24));
+            _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), v);
+        }
+    }
+}
+
+#define DWZ_MODES(NOPS)                                                            \
+    do {                                                                           \
+        if (mode == 0)                                                             \
+            dwz_plane(g, NOPS, 0, pl, wc, beff[c], &rq, type, fl);                 \
+        else if (mode == 1)                                                        \
+            dwz_plane(g, NOPS, 1, pl, wc, beff[c], &rq, type, fl);                 \
+        else                                                                       \
+            dwz_plane(g, NOPS, 2, pl, wc, beff[c], &rq, type, fl);                 \
+    } while (0)
+
+/* Planes go in chunks of cb: fill the chunk's phase planes, compute them all,
+ * then copy all flat outputs out. A load right after an overlapping masked or
+ * narrower store cannot take its data from the store buffer and waits for the
+ * store to reach L1; a chunk of other planes' work in between hides that wait,
+ * which is most of the time of a 7x7 plane done in one go. */
+DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *in, const int32_t *wd,
+                        const int32_t *beff, const bp_qmul *qm, void *out, uint8_t *planes, uint8_t *flat)
+{
+    const int s8 = p->in_type == BP_QT_S8, oh = g->oh, ow = g->ow, wq = g->wq, nops = g->nops;
+    const size_t plane = (size_t)p->h * p->w, oplane = (size_t)oh * ow;
+    const size_t nplanes = (size_t)p->n * p->cout;
+    const bp_qtype type = p->out_type;
+    const __m512i lo = _mm512_set1_epi32(p->out_min), hi = _mm512_set1_epi32(p->out_max);
+    int c0 = 0; /* channel of plane ch0 */
+    for (size_t ch0 = 0; ch0 < nplanes; ch0 += (size_t)g->cb, c0 = (c0 + g->cb) % p->cout) {
+        const int nc = nplanes - ch0 < (size_t)g->cb ? (int)(nplanes - ch0) : g->cb;
+        for (int i = 0; i < nc; i++)
+            dwz_fill(p, g, (const uint8_t *)in + (ch0 + i) * plane, planes + (size_t)i * g->plane_bytes, s8);
+        for (int i = 0, c = c0; i < nc; i++, c = c + 1 == p->cout ? 0 : c + 1) {
+            const uint8_t *pl = planes + (size_t)i * g->plane_bytes;
+            uint8_t *fl = flat + (size_t)i * g->flat_bytes;
+            const bp_qmul q = qm[c];
+            const int mode = q.shift > 0 || q.shift < -31 ? 2 : q.mult == 0 ? 1 : 0;
+            const uint32_t mk = mode < 2 ? (1u << -q.shift) - 1 : 0;
+            dwz_req rq = {_mm512_set1_epi32(q.mult), _mm512_set1_epi32(-q.shift), _mm512_set1_epi32((int32_t)mk),
+                          _mm512_set1_epi32((int32_t)(mk >> 1)), lo, hi, q};
+            const int32_t *wc = wd + c;
+            if (nops == 3)
+                DWZ_MODES(3);
+            else if (nops == 6)
+                DWZ_MODES(6);
+            else
+                DWZ_MODES(nops);
+        }
+        /* the flat rows (pitch wq) into the output planes (pitch ow) */
+        for (int i = 0; i < nc; i++) {
+            const size_t ch = ch0 + i;
+            if (type == BP_QT_S32) {
+                const int32_t *f = (const int32_t *)(flat + (size_t)i * g->flat_bytes);
+                int32_t *d = (int32_t *)out + ch * oplane;
+                for (int oy = 0; oy < oh; oy++, f += wq, d += ow)
+                    for (int x = 0; x < ow; x += 16) {
+                        const int cnt = ow - x < 16 ? ow - x : 16;
+                        _mm512_mask_storeu_epi32(d + x, (__mmask16)((1u << cnt) - 1),
+                                                 _mm512_loadu_si512((const void *)(f + x)));
+                    }
+            } else {
+                const uint8_t *f = flat + (size_t)i * g->flat_bytes;
+                uint8_t *d = (uint8_t *)out + ch * oplane;
+                for (int oy = 0; oy < oh; oy++, f += wq, d += ow)
+                    for (int x = 0; x < ow; x += 64) {
+                        const int cnt = ow - x < 64 ? ow - x : 64;
+                        const __mmask64 m = cnt == 64 ? ~(__mmask64)0 : ((__mmask64)1 << cnt) - 1;
+                        _mm512_mask_storeu_epi8(d + x, m, _mm512_loadu_si512((const void *)(f + x)));
+                    }
+            }
+        }
+    }
+}
+
+/* Weight quads wd[o·cs + c] and corrected biases of 16 channels at a time.
+ * Channel c's weight k is row 0 of group c of the panel: byte k mod 2 of k
+ * pair cell k/2 (its low nibble at 2..4 bits), gathered across channels. A
+ * scalar loop here cost a quarter of a 7x7 layer at batch 1. */
+DWZ static void dwz_weights(const bp_qconv_params *p, const dwz_geo *g, const uint8_t *wpanel,
+                            const int32_t *bias, int32_t *wd, int32_t *beff)
+{
+    const int K = p->kh * p->kw, cell = bp_qk_cell(p->wbits), s8 = p->in_type == BP_QT_S8;
+    const int sext = p->wbits > 4 ? 24 : 28;
+    const size_t gbytes = bp_qk_group_bytes(1, K, p->wbits);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int32_t)gbytes));
+    const __m512i lo8 = _mm512_set1_epi32(0xFF);
+    __m512i wk[64];
+    for (int c0 = 0; c0 < p->cout; c0 += 16) {
+        const __mmask16 m = (__mmask16)(p->cout - c0 >= 16 ? 0xFFFF : (1u << (p->cout - c0)) - 1);
+        const uint8_t *gp = wpanel + (size_t)c0 * gbytes;
+        __m512i sum = _mm512_setzero_si512();
+        for (int k = 0; k < K; k++) {
+            /* 4 bytes from the value's byte on: within its cell (16 or 32 bytes) */
+            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx,
+                                                    gp + (size_t)(k / 2) * cell + k % 2, 1);
+            wk[k] = _mm512_srai_epi32(_mm512_slli_epi32(v, sext), sext);
+            sum = _mm512_add_epi32(sum, wk[k]);
+        }
+        for (int o = 0; o < g->nops; o++) {
+            __m512i d = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++)
+                if (g->tap[o][j] >= 0)
+                    d = _mm512_or_si512(d, _mm512_slli_epi32(_mm512_and_si512(wk[g->tap[o][j]], lo8), 8 * j));
+            _mm512_storeu_si512((void *)(wd + (size_t)o * g->cs + c0), d);
+        }
+        __m512i b = bias ? _mm512_maskz_loadu_epi32(m, bias + c0) : _mm512_setzero_si512();
+        if (s8) /* wrap-around, as the accumulation */
+            b = _mm512_sub_epi32(b, _mm512_slli_epi32(sum, 7));
+        _mm512_storeu_si512((void *)(beff + c0), b);
+    }
+}
+
+int bp_qconv_dwz(const bp_qconv_params *p, const void *in, const uint8_t *wpanel, const int32_t *bias,
+                 const bp_qmul *qm, void *out, void *scratch)
+{
+    dwz_geo g;
+    if (!dwz_geometry(p, &g))
+        return 0;
+    size_t o_beff, o_planes, o_flat;
+    dwz_layout(p, &g, &o_beff, &o_planes, &o_flat);
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    int32_t *wd = (int32_t *)base, *beff = (int32_t *)(base + o_beff);
+    uint8_t *planes = base + o_planes, *flat = base + o_flat;
+    const int s8 = p->in_type == BP_QT_S8;
+    dwz_weights(p, &g, wpanel, bias, wd, beff);
+    memset(planes, s8 ? 0x80 : 0, (size_t)g.cb * g.plane_bytes);
+    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat);
+    return 1;
+}
