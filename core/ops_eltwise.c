@@ -252,6 +252,20 @@ static void masked_set_range(size_t n, const bp_real *restrict x, const bp_real 
     }
 }
 
+/* out = in where lo < x < hi, else 0: one pass, no clearing first. */
+static void masked_set(const bp_opctx *c, const bp_real *in, bp_real *out)
+{
+    bp_real lo, hi;
+    bounds(c, &lo, &hi);
+    size_t n = bp_numel(c->yd, c->ynd), nch = (n + CHUNK - 1) / CHUNK;
+    const bp_real *x = c->x[0];
+#pragma omp parallel for schedule(static) if (BIG(n))
+    for (size_t k = 0; k < nch; k++) {
+        size_t a = k * CHUNK, len = n - a < CHUNK ? n - a : CHUNK;
+        masked_set_range(len, x + a, in + a, out + a, lo, hi);
+    }
+}
+
 bp_status bp_act_backward(bp_opctx *c)
 {
     if (!c->dx[0])
@@ -260,23 +274,13 @@ bp_status bp_act_backward(bp_opctx *c)
         masked_add(c, c->dy, c->dx[0]);
         return BP_OK;
     }
-    bp_real lo, hi;
-    bounds(c, &lo, &hi);
-    size_t n = bp_numel(c->yd, c->ynd), nch = (n + CHUNK - 1) / CHUNK;
-    const bp_real *x = c->x[0], *dy = c->dy;
-    bp_real *dx = c->dx[0];
-#pragma omp parallel for schedule(static) if (BIG(n))
-    for (size_t k = 0; k < nch; k++) {
-        size_t a = k * CHUNK, len = n - a < CHUNK ? n - a : CHUNK;
-        masked_set_range(len, x + a, dy + a, dx + a, lo, hi);
-    }
+    masked_set(c, c->dy, c->dx[0]);
     return BP_OK;
 }
 
 bp_status bp_act_rop_forward(bp_opctx *c)
 {
-    memset(c->ry, 0, sizeof *c->ry * bp_numel(c->yd, c->ynd));
-    masked_add(c, c->rx[0], c->ry);
+    masked_set(c, c->rx[0], c->ry);
     return BP_OK;
 }
 

@@ -185,11 +185,6 @@ static bp_status setup_fold(bp_model_op *m, const bp_graph *g, unsigned flags)
     bp_status st = bp_bn_fold(g, &fg, &sc, &nf);
     if (st)
         return bp_error_wrap(st, "hessian operator");
-    if (nf == 0) {
-        bp_bn_fold_scale_free(sc, g->nnodes);
-        bp_graph_free(fg);
-        return BP_OK;
-    }
     m->folded = fg;
     m->chscale = sc;
     m->nnodes_orig = g->nnodes;
@@ -203,6 +198,19 @@ static bp_status setup_fold(bp_model_op *m, const bp_graph *g, unsigned flags)
         same = fl[l].params == m->layers[l].params;
         m->woff[l] = fg->values[fl[l].weight].offset;
         m->lscale[l] = sc[m->layers[l].node];
+    }
+    if (same) {
+        /* Only the layer weights are the operator's: biases and BN affine
+         * terms need neither gradients nor R-terms (v is zero on them and
+         * their Hv is dropped), so the engine skips them. */
+        for (int v = 0; v < fg->nvalues; v++)
+            if (fg->values[v].kind == BP_VAL_PARAM)
+                fg->values[v].trainable = -fg->values[v].trainable; /* kept for the weights */
+        for (int l = 0; l < nfl; l++)
+            fg->values[fl[l].weight].trainable = -fg->values[fl[l].weight].trainable;
+        for (int v = 0; v < fg->nvalues; v++)
+            if (fg->values[v].trainable < 0)
+                fg->values[v].trainable = 0;
     }
     free(fl);
     if (!same)
