@@ -18,6 +18,7 @@
 #include <omp.h>
 
 #include "core/blas.h"
+#include "core/conv_dw.h"
 #include "core/ops.h"
 
 typedef struct {
@@ -27,6 +28,7 @@ typedef struct {
     int pointwise; /* 1x1, stride 1, no pads: the input plane is already im2col */
     int same;      /* stride 1, dilation 1, output plane = input plane: rows are shifts */
     int nth;       /* threads the scratch was sized for */
+    bp_dwgeom dwg; /* set when depthwise */
 } geom;
 
 static void geom_of(const bp_opctx *c, geom *g)
@@ -62,6 +64,9 @@ static void geom_of(const bp_opctx *c, geom *g)
     g->nth = c->nthreads > 0 ? c->nthreads : 1;
     if (c->y && omp_get_max_threads() < g->nth)
         g->nth = omp_get_max_threads();
+    if (g->depthwise)
+        bp_dw_geom(&g->dwg, g->C, g->H, g->W, g->OH, g->OW, g->kh, g->kw, g->sh, g->sw, g->pt,
+                   g->pl, g->dh, g->dw);
 }
 
 /* For a 'same' conv, im2col row (i, j) is the input plane shifted by
@@ -120,7 +125,7 @@ size_t bp_conv_scratch(const bp_opctx *c)
 {
     geom g;
     geom_of(c, &g);
-    return g.depthwise ? 0 : per_thread(&g) * g.nth;
+    return (g.depthwise ? bp_dw_scratch(&g.dwg) : per_thread(&g)) * g.nth;
 }
 
 /* Output positions ow in [lo, hi) read an input column inside [0, W) for
@@ -231,92 +236,6 @@ static void col2im(const geom *g, bp_real *restrict col, bp_real *dx, int s, int
     }
 }
 
-/* ---- depthwise: direct loops ------------------------------------------------ */
-
-static void dw_forward(const geom *g, const bp_real *x, const bp_real *w, const bp_real *bias,
-                       bp_real *y, int accumulate)
-{
-#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g->N * g->C * g->P * g->kh * g->kw))
-    for (int s = 0; s < g->N; s++)
-        for (int ch = 0; ch < g->C; ch++) {
-            const bp_real *xp = x + ((size_t)s * g->C + ch) * g->H * g->W;
-            const bp_real *wp = w + (size_t)ch * g->kh * g->kw;
-            bp_real *yp = y + ((size_t)s * g->C + ch) * g->P;
-            bp_real bv = bias ? bias[ch] : 0;
-            for (int oh = 0; oh < g->OH; oh++)
-                for (int ow = 0; ow < g->OW; ow++) {
-                    bp_real acc = bv;
-                    for (int i = 0; i < g->kh; i++) {
-                        int ih = oh * g->sh - g->pt + i * g->dh;
-                        if (ih < 0 || ih >= g->H)
-                            continue;
-                        for (int j = 0; j < g->kw; j++) {
-                            int iw = ow * g->sw - g->pl + j * g->dw;
-                            if (iw >= 0 && iw < g->W)
-                                acc += wp[i * g->kw + j] * xp[(size_t)ih * g->W + iw];
-                        }
-                    }
-                    if (accumulate)
-                        yp[(size_t)oh * g->OW + ow] += acc;
-                    else
-                        yp[(size_t)oh * g->OW + ow] = acc;
-                }
-        }
-}
-
-static void dw_backward(const geom *g, const bp_real *xw, const bp_real *w, const bp_real *dy,
-                        bp_real *dx, bp_real *dw)
-{
-    if (dx) {
-#pragma omp parallel for collapse(2) schedule(static) if (BIG((size_t)g->N * g->C * g->P * g->kh * g->kw))
-        for (int s = 0; s < g->N; s++)
-            for (int ch = 0; ch < g->C; ch++) {
-                bp_real *xp = dx + ((size_t)s * g->C + ch) * g->H * g->W;
-                const bp_real *wp = w + (size_t)ch * g->kh * g->kw;
-                const bp_real *dp = dy + ((size_t)s * g->C + ch) * g->P;
-                for (int oh = 0; oh < g->OH; oh++)
-                    for (int ow = 0; ow < g->OW; ow++) {
-                        bp_real d = dp[(size_t)oh * g->OW + ow];
-                        for (int i = 0; i < g->kh; i++) {
-                            int ih = oh * g->sh - g->pt + i * g->dh;
-                            if (ih < 0 || ih >= g->H)
-                                continue;
-                            for (int j = 0; j < g->kw; j++) {
-                                int iw = ow * g->sw - g->pl + j * g->dw;
-                                if (iw >= 0 && iw < g->W)
-                                    xp[(size_t)ih * g->W + iw] += wp[i * g->kw + j] * d;
-                            }
-                        }
-                    }
-            }
-    }
-    if (dw) {
-#pragma omp parallel for schedule(static) if (BIG((size_t)g->N * g->C * g->P * g->kh * g->kw))
-        for (int ch = 0; ch < g->C; ch++) {
-            bp_real *wp = dw + (size_t)ch * g->kh * g->kw;
-            for (int i = 0; i < g->kh; i++)
-                for (int j = 0; j < g->kw; j++) {
-                    bp_real acc = 0;
-                    for (int s = 0; s < g->N; s++) {
-                        const bp_real *xp = xw + ((size_t)s * g->C + ch) * g->H * g->W;
-                        const bp_real *dp = dy + ((size_t)s * g->C + ch) * g->P;
-                        for (int oh = 0; oh < g->OH; oh++) {
-                            int ih = oh * g->sh - g->pt + i * g->dh;
-                            if (ih < 0 || ih >= g->H)
-                                continue;
-                            for (int ow = 0; ow < g->OW; ow++) {
-                                int iw = ow * g->sw - g->pl + j * g->dw;
-                                if (iw >= 0 && iw < g->W)
-                                    acc += dp[(size_t)oh * g->OW + ow] * xp[(size_t)ih * g->W + iw];
-                            }
-                        }
-                    }
-                    wp[i * g->kw + j] += acc;
-                }
-        }
-    }
-}
-
 /* ---- general path ------------------------------------------------------------- */
 
 /* The general path runs one sample per OpenMP iteration with a single-threaded
@@ -346,14 +265,7 @@ static void conv_fwd2(const geom *g, const bp_real *x0, const bp_real *w0, const
                       bp_real *scratch)
 {
     if (g->depthwise) {
-        int acc = accumulate;
-        if (x0 && w0) {
-            dw_forward(g, x0, w0, bias, y, acc);
-            acc = 1;
-            bias = NULL;
-        }
-        if (x1 && w1)
-            dw_forward(g, x1, w1, bias, y, acc);
+        bp_dw_forward(&g->dwg, g->N, x0, w0, x1, w1, bias, y, accumulate, scratch, g->nth);
         return;
     }
     int old = blas_single();
@@ -428,13 +340,15 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
     if (!any)
         return;
     if (g->depthwise) {
-        for (int q = 0; q < ngr; q++)
-            for (int k = 0; k < gr[q].nt; k++) {
-                const bterm *t = &gr[q].t[k];
-                if (t->dy)
-                    dw_backward(g, t->x, t->w, t->dy, t->w ? gr[q].dx : NULL,
-                                t->x ? gr[q].dw : NULL);
-            }
+        bp_dwgroup dg[BP_DW_MAX_GROUPS];
+        for (int q = 0; q < ngr; q++) {
+            dg[q].nt = gr[q].nt;
+            dg[q].dx = gr[q].dx;
+            dg[q].dw = gr[q].dw;
+            for (int k = 0; k < gr[q].nt; k++)
+                dg[q].t[k] = (bp_dwterm){gr[q].t[k].x, gr[q].t[k].w, gr[q].t[k].dy};
+        }
+        bp_dw_backward(&g->dwg, g->N, dg, ngr, scratch, g->nth);
         return;
     }
     int old = blas_single();
