@@ -33,6 +33,7 @@
  * by shifts and ors (byte r of dword j), one 64-byte store into a flat row
  * buffer, and copied out row by row with masked stores; int32 outputs are
  * scattered into the flat buffer. Integer-only. */
+#include <cpuid.h>
 #include <immintrin.h>
 #include <string.h>
 
@@ -40,11 +41,26 @@
 #include "quant/kern_internal.h"
 
 #define DWZ __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define DWZV __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 #define MAXOPS 64
+#define MAXWIN 64 /* 64-byte windows of the byte-permute fill and copy-out */
+
+/* One 64-byte window of a byte permutation (vpermt2b) from a 128-byte source
+ * span: byte j = src[base + idx[j]] where mask bit j is set, else 0. */
+typedef struct {
+    uint8_t idx[64];
+    uint64_t mask;
+    uint64_t m1, m2; /* load masks of the two source vectors (inside the source) */
+    int32_t base;
+    int32_t act;     /* takes any byte from the source */
+} dwz_win;
 
 typedef struct {
     int oh, ow, sh, sw, hq, wq;
-    size_t pq;                 /* bytes of one phase plane, hq·wq */
+    int cm;                    /* columns: 1 stride 1, 2 stride 2 (whole rows, outputs at
+                                  byte 2q), 0 other strides (column phases) */
+    int xs, rp;                /* column phases (sw when cm = 0, else 1); row pitch in bytes */
+    size_t pq;                 /* bytes of one phase plane, hq·rp */
     int nops;                  /* quads per channel */
     int32_t off[MAXOPS];       /* byte offset of each quad from the first plane */
     int8_t tap[MAXOPS][4];     /* tap index ky·kw + kx of each quad byte, −1 for a gap */
@@ -54,6 +70,8 @@ typedef struct {
     int cb;                    /* planes per chunk (see dwz_run) */
     int cs;                    /* channel stride of the weight quads: cout rounded up to 16 */
     int py0, ry0;              /* phase and row of input row 0: pad_t mod sh, pad_t / sh */
+    int nwi, nwo;              /* windows of the phase planes and of the output plane
+                                  (0: too many for the permute paths) */
 } dwz_geo;
 
 static size_t up64(size_t x) { return (x + 63) & ~(size_t)63; }
@@ -75,30 +93,34 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
     hp = hn > hp ? hn : hp;
     wp = wn > wp ? wn : wp;
     g->sh = sh, g->sw = sw;
-    g->hq = (hp + sh - 1) / sh, g->wq = (wp + sw - 1) / sw;
-    g->pq = (size_t)g->hq * g->wq;
+    g->cm = sw == 1 ? 1 : sw == 2 ? 2 : 0;
+    g->xs = g->cm ? 1 : sw;
+    const int cdiv = g->cm ? 1 : sw; /* padded column X is column X / cdiv of phase X mod cdiv */
+    g->hq = (hp + sh - 1) / sh, g->wq = (wp + (g->cm ? g->cm : sw) - 1) / (g->cm ? g->cm : sw);
+    g->rp = g->cm == 2 ? 2 * g->wq : g->wq;
+    g->pq = (size_t)g->hq * g->rp;
     g->cs = (p->cout + 15) / 16 * 16;
     g->py0 = p->pad_t % sh, g->ry0 = p->pad_t / sh;
     int n = 0;
     size_t maxoff = 0;
     for (int ky = 0; ky < p->kh; ky++) {
         const int Y = ky * p->dil_h, py = Y % sh, row = Y / sh;
-        for (int px = 0; px < sw; px++) {
+        for (int px = 0; px < g->xs; px++) {
             int cmin = -1, cmax = -1;
             for (int kx = 0; kx < p->kw; kx++) {
                 const int X = kx * p->dil_w;
-                if (X % sw != px)
+                if (X % cdiv != px)
                     continue;
                 if (cmin < 0)
-                    cmin = X / sw;
-                cmax = X / sw;
+                    cmin = X / cdiv;
+                cmax = X / cdiv;
             }
             if (cmin < 0)
                 continue;
             for (int c0 = cmin; c0 <= cmax; c0 += 4) {
                 if (n == MAXOPS)
                     return 0;
-                const size_t off = (size_t)(py * sw + px) * g->pq + (size_t)row * g->wq + c0;
+                const size_t off = (size_t)(py * g->xs + px) * g->pq + (size_t)row * g->rp + c0;
                 if (off > INT32_MAX)
                     return 0;
                 g->off[n] = (int32_t)off;
@@ -107,7 +129,7 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
                     g->tap[n][j] = -1;
                     for (int kx = 0; kx < p->kw; kx++) {
                         const int X = kx * p->dil_w;
-                        if (X % sw == px && X / sw == c0 + j)
+                        if (X % cdiv == px && X / cdiv == c0 + j)
                             g->tap[n][j] = (int8_t)(ky * p->kw + kx);
                     }
                 }
@@ -118,11 +140,16 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
     g->nops = n;
     const size_t nflat = (size_t)(g->oh - 1) * g->wq + g->ow;
     g->nb = (int)((nflat + 63) / 64);
-    /* the last block's loads reach (nb − 1)·64 + 3 + maxoff + 63 */
-    const size_t reach = (size_t)g->nb * 64 + 3 + maxoff, planes = (size_t)sh * sw * g->pq;
+    /* the last block's loads reach (nb − 1)·64 + 3 + maxoff + 63, at stride 2
+     * 2·(nb − 1)·64 + 66 + maxoff + 63 */
+    const size_t reach = g->cm == 2 ? (size_t)g->nb * 128 + 2 + maxoff : (size_t)g->nb * 64 + 3 + maxoff;
+    const size_t planes = (size_t)sh * g->xs * g->pq;
     g->plane_bytes = up64(reach > planes ? reach : planes);
-    /* +64: the row copy loads whole vectors */
-    g->flat_bytes = up64((size_t)g->nb * 64 * bp_qtype_size(p->out_type) + 64);
+    /* +128: the row copy and the permute windows load whole vectors */
+    g->flat_bytes = up64((size_t)g->nb * 64 * bp_qtype_size(p->out_type) + 128);
+    const size_t nwi = (planes + 63) / 64, nwo = ((size_t)g->oh * g->ow + 63) / 64;
+    g->nwi = nwi <= MAXWIN && nwo <= MAXWIN ? (int)nwi : 0;
+    g->nwo = g->nwi ? (int)nwo : 0;
     /* about 32 KiB of planes and flat outputs per chunk, at most 16 planes */
     const size_t per = g->plane_bytes + g->flat_bytes;
     g->cb = per * 16 <= 32768 ? 16 : per >= 16384 ? 1 : (int)(32768 / per);
@@ -130,15 +157,20 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
 }
 
 /* Scratch: weight quads (nops·cs int32), corrected biases (cs int32), cb
- * phase-plane sets, cb flat outputs; each piece 64-byte aligned, +64 to align
- * the start. */
+ * phase-plane sets, cb flat outputs, window tables; each piece 64-byte
+ * aligned, +64 to align the start. */
 static size_t dwz_layout(const bp_qconv_params *p, const dwz_geo *g, size_t *o_beff, size_t *o_planes,
                          size_t *o_flat)
 {
     *o_beff = up64((size_t)g->cs * g->nops * 4);
     *o_planes = *o_beff + up64((size_t)g->cs * 4);
     *o_flat = *o_planes + (size_t)g->cb * g->plane_bytes;
-    return *o_flat + (size_t)g->cb * g->flat_bytes + 64;
+    /* then the window tables, and (while they are built) an int16 map of the
+     * phase planes */
+    size_t end = *o_flat + (size_t)g->cb * g->flat_bytes;
+    if (g->nwi)
+        end += up64(sizeof(dwz_win) * (size_t)(g->nwi + g->nwo)) + up64((size_t)g->nwi * 64 * 2);
+    return end + 64;
 }
 
 size_t bp_qk_dwz_scratch(const bp_qconv_params *p)
@@ -177,66 +209,163 @@ static __mmask64 low_mask64(int n) { return n >= 64 ? ~(__mmask64)0 : ((__mmask6
 DWZ static void dwz_fill(const bp_qconv_params *p, const dwz_geo *g, const uint8_t *src, uint8_t *planes,
                          int s8)
 {
-    const int sh = g->sh, sw = g->sw, w = p->w;
-    const size_t pstep = (size_t)sw * g->pq; /* from phase row py to py + 1 */
-    const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
+    const int sh = g->sh, w = p->w;
+    const size_t pstep = (size_t)g->xs * g->pq; /* from row phase py to py + 1 */
     int py = g->py0;
-    uint8_t *row0 = planes + (size_t)g->ry0 * g->wq; /* row Y/sh of phase 0 */
-    if (sw == 1 && w <= 64) {
+    uint8_t *row0 = planes + (size_t)g->ry0 * g->rp; /* row Y/sh of row phase 0 */
+    if (g->cm) { /* whole rows */
+        const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
         const __mmask64 m = low_mask64(w);
         uint8_t *d0 = row0 + p->pad_l;
         for (int iy = 0; iy < p->h; iy++, src += w) {
-            _mm512_mask_storeu_epi8(d0 + (size_t)py * pstep, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src), flip));
+            uint8_t *d = d0 + (size_t)py * pstep;
+            if (w <= 64)
+                _mm512_mask_storeu_epi8(d, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src), flip));
+            else
+                for (int x = 0; x < w; x += 64) {
+                    const __mmask64 mx = low_mask64(w - x);
+                    _mm512_mask_storeu_epi8(d + x, mx, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mx, src + x), flip));
+                }
             if (++py == sh)
-                py = 0, d0 += g->wq;
+                py = 0, d0 += g->rp;
         }
         return;
     }
-    /* stride 2: even input columns k go to column phase pad_l mod 2 at
-     * k + pad_l/2, odd ones to the other phase at k + (pad_l + 1)/2 */
-    const size_t eoff = (size_t)(p->pad_l % 2) * g->pq + p->pad_l / 2,
-                 ooff = (size_t)((p->pad_l + 1) % 2) * g->pq + (p->pad_l + 1) / 2;
-    if (sw == 2 && w <= 64) {
-        const __mmask64 m = low_mask64(w);
-        const __mmask32 me = (__mmask32)low_mask64((w + 1) / 2), mo = (__mmask32)low_mask64(w / 2);
-        uint8_t *e0 = row0 + eoff, *o0 = row0 + ooff;
-        for (int iy = 0; iy < p->h; iy++, src += w) {
-            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src), flip);
-            /* words hold (even, odd) byte pairs: truncation keeps the even
-             * byte, a shift by 8 first the odd one */
-            const size_t at = (size_t)py * pstep;
-            _mm256_mask_storeu_epi8(e0 + at, me, _mm512_cvtepi16_epi8(v));
-            _mm256_mask_storeu_epi8(o0 + at, mo, _mm512_cvtepi16_epi8(_mm512_srli_epi16(v, 8)));
-            if (++py == sh)
-                py = 0, e0 += g->wq, o0 += g->wq;
-        }
-        return;
-    }
+    const int sw = g->sw;
+    const uint8_t flip8 = s8 ? 0x80 : 0;
     for (int iy = 0; iy < p->h; iy++, src += w) {
         uint8_t *row = row0 + (size_t)py * pstep;
-        if (sw == 1) {
-            for (int x = 0; x < w; x += 64) {
-                const __mmask64 m = low_mask64(w - x);
-                _mm512_mask_storeu_epi8(row + p->pad_l + x, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + x), flip));
-            }
-        } else if (sw == 2) {
-            for (int x = 0; x < w; x += 64) {
-                const int cnt = w - x < 64 ? w - x : 64;
-                __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(low_mask64(cnt), src + x), flip);
-                __m256i e = _mm512_cvtepi16_epi8(v), o = _mm512_cvtepi16_epi8(_mm512_srli_epi16(v, 8));
-                _mm256_mask_storeu_epi8(row + eoff + x / 2, (__mmask32)low_mask64((cnt + 1) / 2), e);
-                _mm256_mask_storeu_epi8(row + ooff + x / 2, (__mmask32)low_mask64(cnt / 2), o);
-            }
-        } else {
-            int px = p->pad_l % sw, X = p->pad_l / sw;
-            for (int x = 0; x < w; x++) {
-                row[(size_t)px * g->pq + X] = (uint8_t)(src[x] ^ (s8 ? 0x80 : 0));
-                if (++px == sw)
-                    px = 0, X++;
-            }
+        int px = p->pad_l % sw, X = p->pad_l / sw;
+        for (int x = 0; x < w; x++) {
+            row[(size_t)px * g->pq + X] = (uint8_t)(src[x] ^ flip8);
+            if (++px == sw)
+                px = 0, X++;
         }
         if (++py == sh)
-            py = 0, row0 += g->wq;
+            py = 0, row0 += g->rp;
+    }
+}
+
+/* AVX512_VBMI (vpermb/vpermt2b): CPUID leaf 7 ECX bit 1, looked up once
+ * (CPUID traps to the hypervisor in a VM). Ice Lake and later have it,
+ * Cascade Lake (AVX-512 VNNI) does not. */
+static int vbmi_flag = -1;
+static int have_vbmi(void)
+{
+    if (vbmi_flag < 0) {
+        unsigned a, b, c, d;
+        vbmi_flag = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 1) & 1);
+    }
+    return vbmi_flag;
+}
+
+/* Windows of the phase planes: which input byte each plane byte holds. map
+ * (nwi·64 int16) is scratch. 0 when a window's bytes span 128 or more input
+ * bytes (wide rows at stride 2): then rows are copied one by one. */
+static int dwz_in_windows(const bp_qconv_params *p, const dwz_geo *g, int16_t *map, dwz_win *win)
+{
+    const int n = g->nwi * 64, plane = p->h * p->w;
+    for (int i = 0; i < n; i++)
+        map[i] = -1;
+    int py = g->py0, r = g->ry0;
+    for (int iy = 0; iy < p->h; iy++) {
+        const size_t rowp = (size_t)py * g->xs * g->pq + (size_t)r * g->rp;
+        int px = g->cm ? 0 : p->pad_l % g->sw, col = g->cm ? p->pad_l : p->pad_l / g->sw;
+        for (int ix = 0; ix < p->w; ix++) {
+            map[rowp + (size_t)px * g->pq + col] = (int16_t)(iy * p->w + ix);
+            if (g->cm)
+                col++;
+            else if (++px == g->sw)
+                px = 0, col++;
+        }
+        if (++py == g->sh)
+            py = 0, r++;
+    }
+    for (int wi = 0; wi < g->nwi; wi++) {
+        dwz_win *t = &win[wi];
+        int lo = -1, hi = -1;
+        for (int j = 0; j < 64; j++) {
+            const int v = map[wi * 64 + j];
+            if (v >= 0) {
+                lo = lo < 0 || v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+        }
+        memset(t, 0, sizeof *t);
+        t->act = lo >= 0;
+        if (!t->act)
+            continue;
+        if (hi - lo >= 128)
+            return 0;
+        t->base = lo;
+        for (int j = 0; j < 64; j++) {
+            const int v = map[wi * 64 + j];
+            if (v >= 0) {
+                t->idx[j] = (uint8_t)(v - lo);
+                t->mask |= (uint64_t)1 << j;
+            }
+        }
+        const int left = plane - lo;
+        t->m1 = low_mask64(left);
+        t->m2 = left > 64 ? low_mask64(left - 64) : 0;
+    }
+    return 1;
+}
+
+/* Windows of the output plane: output byte o = (oy, ox) comes from flat
+ * position oy·wq + ox. 0 when a window spans 128 or more flat bytes. */
+static int dwz_out_windows(const dwz_geo *g, dwz_win *win)
+{
+    const int n = g->oh * g->ow;
+    int oy = 0, ox = 0;
+    for (int k = 0; k < g->nwo; k++) {
+        dwz_win *t = &win[k];
+        memset(t, 0, sizeof *t);
+        t->base = oy * g->wq + ox;
+        t->act = 1;
+        for (int j = 0; j < 64 && 64 * k + j < n; j++) {
+            const int f = oy * g->wq + ox - t->base;
+            if (f >= 128)
+                return 0;
+            t->idx[j] = (uint8_t)f;
+            t->mask |= (uint64_t)1 << j;
+            if (++ox == g->ow)
+                ox = 0, oy++;
+        }
+    }
+    return 1;
+}
+
+/* The phase planes' windows that hold input bytes, by permutes: no row loop,
+ * whole 64-byte stores (padding bytes come out as zeros, then flipped). */
+DWZV static void dwz_fill_perm(const dwz_geo *g, const dwz_win *win, const uint8_t *src, uint8_t *planes,
+                               int s8)
+{
+    const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
+    for (int wi = 0; wi < g->nwi; wi++) {
+        const dwz_win *t = &win[wi];
+        if (!t->act)
+            continue;
+        const __m512i a = _mm512_maskz_loadu_epi8(t->m1, src + t->base);
+        const __m512i b = _mm512_maskz_loadu_epi8(t->m2, src + t->base + 64);
+        const __m512i idx = _mm512_loadu_si512((const void *)t->idx);
+        _mm512_store_si512((void *)(planes + (size_t)wi * 64),
+                           _mm512_xor_si512(_mm512_maskz_permutex2var_epi8(t->mask, a, idx, b), flip));
+    }
+}
+
+/* The output plane from the flat output by permutes, 64 bytes at a time. */
+DWZV static void dwz_out_perm(const dwz_geo *g, const dwz_win *win, const uint8_t *flat, uint8_t *d)
+{
+    for (int k = 0; k < g->nwo; k++, d += 64) {
+        const dwz_win *t = &win[k];
+        const __m512i a = _mm512_loadu_si512((const void *)(flat + t->base));
+        const __m512i b = _mm512_loadu_si512((const void *)(flat + t->base + 64));
+        const __m512i v = _mm512_permutex2var_epi8(a, _mm512_loadu_si512((const void *)t->idx), b);
+        if (t->mask == ~(uint64_t)0)
+            _mm512_storeu_si512((void *)d, v);
+        else
+            _mm512_mask_storeu_epi8(d, t->mask, v);
     }
 }
 
@@ -306,14 +435,59 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
     }
 }
 
-#define DWZ_MODES(NOPS)                                                            \
+/* Stride 2 without column phases: output q reads its quads at byte 2q + off
+ * of the row-phase planes, so dword j of a load at 2·q0 + off + 2h holds the
+ * quad of output q0 + 2j + h: 4 loads per quad give 64 outputs (2 halves of
+ * 32), as at stride 1, where column phases would need twice the quads. */
+__attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *g, int nops, int mode,
+                                                               const uint8_t *planes, const int32_t *wc,
+                                                               int32_t b, const dwz_req *rq, bp_qtype type,
+                                                               uint8_t *flat)
+{
+    const __m512i vb = _mm512_set1_epi32(b);
+    for (int blk = 0; blk < g->nb; blk++) {
+        const uint8_t *s = planes + (size_t)blk * 128;
+        __m512i a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+#pragma GCC unroll 8
+        for (int o = 0; o < nops; o++) {
+            const uint8_t *t = s + g->off[o];
+            const __m512i w = _mm512_set1_epi32(wc[(size_t)o * g->cs]);
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512((const void *)t), w);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512((const void *)(t + 2)), w);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512((const void *)(t + 64)), w);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512((const void *)(t + 66)), w);
+        }
+        a0 = dwz_finish(a0, rq, mode);
+        a1 = dwz_finish(a1, rq, mode);
+        a2 = dwz_finish(a2, rq, mode);
+        a3 = dwz_finish(a3, rq, mode);
+        if (type == BP_QT_S32) {
+            int32_t *f = (int32_t *)flat + (size_t)blk * 64;
+            const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            _mm512_i32scatter_epi32(f, idx, a0, 4);
+            _mm512_i32scatter_epi32(f + 1, idx, a1, 4);
+            _mm512_i32scatter_epi32(f + 32, idx, a2, 4);
+            _mm512_i32scatter_epi32(f + 33, idx, a3, 4);
+        } else {
+            /* byte h of word j is output 2j + h of the half; vpmovdw keeps
+             * the low word of each dword */
+            const __m512i lo8 = _mm512_set1_epi32(0xFF);
+            __m256i l = _mm512_cvtepi32_epi16(_mm512_or_si512(_mm512_and_si512(a0, lo8), _mm512_slli_epi32(a1, 8)));
+            __m256i h = _mm512_cvtepi32_epi16(_mm512_or_si512(_mm512_and_si512(a2, lo8), _mm512_slli_epi32(a3, 8)));
+            _mm512_storeu_si512((void *)(flat + (size_t)blk * 64),
+                                _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1));
+        }
+    }
+}
+
+#define DWZ_MODES(PLANE, NOPS)                                                     \
     do {                                                                           \
         if (mode == 0)                                                             \
-            dwz_plane(g, NOPS, 0, pl, wc, beff[c], &rq, type, fl);                 \
+            PLANE(g, NOPS, 0, pl, wc, beff[c], &rq, type, fl);                     \
         else if (mode == 1)                                                        \
-            dwz_plane(g, NOPS, 1, pl, wc, beff[c], &rq, type, fl);                 \
+            PLANE(g, NOPS, 1, pl, wc, beff[c], &rq, type, fl);                     \
         else                                                                       \
-            dwz_plane(g, NOPS, 2, pl, wc, beff[c], &rq, type, fl);                 \
+            PLANE(g, NOPS, 2, pl, wc, beff[c], &rq, type, fl);                     \
     } while (0)
 
 /* Planes go in chunks of cb: fill the chunk's phase planes, compute them all,
@@ -322,7 +496,8 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
  * store to reach L1; a chunk of other planes' work in between hides that wait,
  * which is most of the time of a 7x7 plane done in one go. */
 DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *in, const int32_t *wd,
-                        const int32_t *beff, const bp_qmul *qm, void *out, uint8_t *planes, uint8_t *flat)
+                        const int32_t *beff, const bp_qmul *qm, void *out, uint8_t *planes, uint8_t *flat,
+                        const dwz_win *win_in, const dwz_win *win_out)
 {
     const int s8 = p->in_type == BP_QT_S8, oh = g->oh, ow = g->ow, wq = g->wq, nops = g->nops;
     const size_t plane = (size_t)p->h * p->w, oplane = (size_t)oh * ow;
@@ -332,8 +507,13 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
     int c0 = 0; /* channel of plane ch0 */
     for (size_t ch0 = 0; ch0 < nplanes; ch0 += (size_t)g->cb, c0 = (c0 + g->cb) % p->cout) {
         const int nc = nplanes - ch0 < (size_t)g->cb ? (int)(nplanes - ch0) : g->cb;
-        for (int i = 0; i < nc; i++)
-            dwz_fill(p, g, (const uint8_t *)in + (ch0 + i) * plane, planes + (size_t)i * g->plane_bytes, s8);
+        for (int i = 0; i < nc; i++) {
+            const uint8_t *src = (const uint8_t *)in + (ch0 + i) * plane;
+            if (win_in)
+                dwz_fill_perm(g, win_in, src, planes + (size_t)i * g->plane_bytes, s8);
+            else
+                dwz_fill(p, g, src, planes + (size_t)i * g->plane_bytes, s8);
+        }
         for (int i = 0, c = c0; i < nc; i++, c = c + 1 == p->cout ? 0 : c + 1) {
             const uint8_t *pl = planes + (size_t)i * g->plane_bytes;
             uint8_t *fl = flat + (size_t)i * g->flat_bytes;
@@ -343,12 +523,15 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
             dwz_req rq = {_mm512_set1_epi32(q.mult), _mm512_set1_epi32(-q.shift), _mm512_set1_epi32((int32_t)mk),
                           _mm512_set1_epi32((int32_t)(mk >> 1)), lo, hi, q};
             const int32_t *wc = wd + c;
-            if (nops == 3)
-                DWZ_MODES(3);
-            else if (nops == 6)
-                DWZ_MODES(6);
+            if (g->cm == 2) {
+                if (nops == 3)
+                    DWZ_MODES(dwz_plane2, 3);
+                else
+                    DWZ_MODES(dwz_plane2, nops);
+            } else if (nops == 3)
+                DWZ_MODES(dwz_plane, 3);
             else
-                DWZ_MODES(nops);
+                DWZ_MODES(dwz_plane, nops);
         }
         /* the flat rows (pitch wq) into the output planes (pitch ow) */
         for (int i = 0; i < nc; i++) {
@@ -362,6 +545,8 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
                         _mm512_mask_storeu_epi32(d + x, (__mmask16)((1u << cnt) - 1),
                                                  _mm512_loadu_si512((const void *)(f + x)));
                     }
+            } else if (win_out) {
+                dwz_out_perm(g, win_out, flat + (size_t)i * g->flat_bytes, (uint8_t *)out + ch * oplane);
             } else {
                 const uint8_t *f = flat + (size_t)i * g->flat_bytes;
                 uint8_t *d = (uint8_t *)out + ch * oplane;
@@ -428,7 +613,16 @@ int bp_qconv_dwz(const bp_qconv_params *p, const void *in, const uint8_t *wpanel
     uint8_t *planes = base + o_planes, *flat = base + o_flat;
     const int s8 = p->in_type == BP_QT_S8;
     dwz_weights(p, &g, wpanel, bias, wd, beff);
+    const dwz_win *win_in = NULL, *win_out = NULL;
+    if (g.nwi && have_vbmi()) {
+        dwz_win *w = (dwz_win *)(flat + (size_t)g.cb * g.flat_bytes);
+        int16_t *map = (int16_t *)((uint8_t *)w + up64(sizeof(dwz_win) * (size_t)(g.nwi + g.nwo)));
+        if (dwz_in_windows(p, &g, map, w))
+            win_in = w;
+        if (p->out_type != BP_QT_S32 && dwz_out_windows(&g, w + g.nwi))
+            win_out = w + g.nwi;
+    }
     memset(planes, s8 ? 0x80 : 0, (size_t)g.cb * g.plane_bytes);
-    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat);
+    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat, win_in, win_out);
     return 1;
 }
