@@ -148,7 +148,9 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
     /* +128: the row copy and the permute windows load whole vectors */
     g->flat_bytes = up64((size_t)g->nb * 64 * bp_qtype_size(p->out_type) + 128);
     const size_t nwi = (planes + 63) / 64, nwo = ((size_t)g->oh * g->ow + 63) / 64;
-    g->nwi = nwi <= MAXWIN && nwo <= MAXWIN ? (int)nwi : 0;
+    /* int16 positions in the tables */
+    const int fits = (size_t)p->h * p->w < 32768 && (size_t)g->oh * g->wq + 128 < 32768;
+    g->nwi = fits && nwi <= MAXWIN && nwo <= MAXWIN ? (int)nwi : 0;
     g->nwo = g->nwi ? (int)nwo : 0;
     /* about 32 KiB of planes and flat outputs per chunk, at most 16 planes */
     const size_t per = g->plane_bytes + g->flat_bytes;
@@ -169,7 +171,8 @@ static size_t dwz_layout(const bp_qconv_params *p, const dwz_geo *g, size_t *o_b
      * phase planes */
     size_t end = *o_flat + (size_t)g->cb * g->flat_bytes;
     if (g->nwi)
-        end += up64(sizeof(dwz_win) * (size_t)(g->nwi + g->nwo)) + up64((size_t)g->nwi * 64 * 2);
+        end += up64(sizeof(dwz_win) * (size_t)(g->nwi + g->nwo)) +
+               up64((size_t)(g->nwi > g->nwo ? g->nwi : g->nwo) * 64 * 2);
     return end + 64;
 }
 
@@ -259,80 +262,98 @@ static int have_vbmi(void)
     return vbmi_flag;
 }
 
+/* Turns 64 int16 source positions (−1: none) into a window: base = the
+ * smallest, idx = offsets from it, mask = present. 0 when they span 128 or
+ * more bytes. */
+DWZV static int dwz_window(const int16_t *pos, dwz_win *t)
+{
+    const __m512i v0 = _mm512_loadu_si512((const void *)pos), v1 = _mm512_loadu_si512((const void *)(pos + 32));
+    const __mmask32 k0 = _mm512_cmpge_epi16_mask(v0, _mm512_setzero_si512()),
+                    k1 = _mm512_cmpge_epi16_mask(v1, _mm512_setzero_si512());
+    t->mask = (uint64_t)k0 | (uint64_t)k1 << 32;
+    t->act = t->mask != 0;
+    if (!t->act)
+        return 1;
+    /* absent lanes as INT16_MAX for the minimum, −1 already loses the maximum */
+    const __m512i big = _mm512_set1_epi16(INT16_MAX);
+    __m512i mn = _mm512_min_epi16(_mm512_mask_blend_epi16(k0, big, v0), _mm512_mask_blend_epi16(k1, big, v1));
+    __m512i mx = _mm512_max_epi16(v0, v1);
+    int16_t a[32], b[32];
+    _mm512_storeu_si512((void *)a, mn);
+    _mm512_storeu_si512((void *)b, mx);
+    int lo = a[0], hi = b[0];
+    for (int j = 1; j < 32; j++) {
+        lo = a[j] < lo ? a[j] : lo;
+        hi = b[j] > hi ? b[j] : hi;
+    }
+    if (hi - lo >= 128)
+        return 0;
+    t->base = lo;
+    const __m512i vl = _mm512_set1_epi16((int16_t)lo);
+    _mm256_storeu_si256((__m256i *)t->idx, _mm512_cvtepi16_epi8(_mm512_maskz_sub_epi16(k0, v0, vl)));
+    _mm256_storeu_si256((__m256i *)(t->idx + 32), _mm512_cvtepi16_epi8(_mm512_maskz_sub_epi16(k1, v1, vl)));
+    return 1;
+}
+
 /* Windows of the phase planes: which input byte each plane byte holds. map
  * (nwi·64 int16) is scratch. 0 when a window's bytes span 128 or more input
- * bytes (wide rows at stride 2): then rows are copied one by one. */
-static int dwz_in_windows(const bp_qconv_params *p, const dwz_geo *g, int16_t *map, dwz_win *win)
+ * bytes (wide rows at stride 2): then rows are copied one by one. Vector
+ * code: with scalar loops, building the tables cost a third of a 16-channel
+ * 14x14 layer at batch 1. */
+DWZV static int dwz_in_windows(const bp_qconv_params *p, const dwz_geo *g, int16_t *map, dwz_win *win)
 {
     const int n = g->nwi * 64, plane = p->h * p->w;
-    for (int i = 0; i < n; i++)
-        map[i] = -1;
+    for (int i = 0; i < n; i += 32)
+        _mm512_storeu_si512((void *)(map + i), _mm512_set1_epi16(-1));
+    const __m512i iota = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
+                                          13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     int py = g->py0, r = g->ry0;
     for (int iy = 0; iy < p->h; iy++) {
         const size_t rowp = (size_t)py * g->xs * g->pq + (size_t)r * g->rp;
-        int px = g->cm ? 0 : p->pad_l % g->sw, col = g->cm ? p->pad_l : p->pad_l / g->sw;
-        for (int ix = 0; ix < p->w; ix++) {
-            map[rowp + (size_t)px * g->pq + col] = (int16_t)(iy * p->w + ix);
-            if (g->cm)
-                col++;
-            else if (++px == g->sw)
-                px = 0, col++;
+        if (g->cm) /* whole rows: consecutive positions */
+            for (int x = 0; x < p->w; x += 32)
+                _mm512_mask_storeu_epi16(map + rowp + p->pad_l + x, (__mmask32)low_mask64(p->w - x),
+                                         _mm512_add_epi16(iota, _mm512_set1_epi16((int16_t)(iy * p->w + x))));
+        else {
+            int px = p->pad_l % g->sw, col = p->pad_l / g->sw;
+            for (int ix = 0; ix < p->w; ix++) {
+                map[rowp + (size_t)px * g->pq + col] = (int16_t)(iy * p->w + ix);
+                if (++px == g->sw)
+                    px = 0, col++;
+            }
         }
         if (++py == g->sh)
             py = 0, r++;
     }
     for (int wi = 0; wi < g->nwi; wi++) {
-        dwz_win *t = &win[wi];
-        int lo = -1, hi = -1;
-        for (int j = 0; j < 64; j++) {
-            const int v = map[wi * 64 + j];
-            if (v >= 0) {
-                lo = lo < 0 || v < lo ? v : lo;
-                hi = v > hi ? v : hi;
-            }
-        }
-        memset(t, 0, sizeof *t);
-        t->act = lo >= 0;
-        if (!t->act)
-            continue;
-        if (hi - lo >= 128)
+        if (!dwz_window(map + wi * 64, &win[wi]))
             return 0;
-        t->base = lo;
-        for (int j = 0; j < 64; j++) {
-            const int v = map[wi * 64 + j];
-            if (v >= 0) {
-                t->idx[j] = (uint8_t)(v - lo);
-                t->mask |= (uint64_t)1 << j;
-            }
+        if (win[wi].act) {
+            const int left = plane - win[wi].base;
+            win[wi].m1 = low_mask64(left);
+            win[wi].m2 = left > 64 ? low_mask64(left - 64) : 0;
         }
-        const int left = plane - lo;
-        t->m1 = low_mask64(left);
-        t->m2 = left > 64 ? low_mask64(left - 64) : 0;
     }
     return 1;
 }
 
 /* Windows of the output plane: output byte o = (oy, ox) comes from flat
- * position oy·wq + ox. 0 when a window spans 128 or more flat bytes. */
-static int dwz_out_windows(const dwz_geo *g, dwz_win *win)
+ * position oy·wq + ox. map (nwo·64 int16) is scratch. 0 when a window spans
+ * 128 or more flat bytes. */
+DWZV static int dwz_out_windows(const dwz_geo *g, int16_t *map, dwz_win *win)
 {
-    const int n = g->oh * g->ow;
-    int oy = 0, ox = 0;
-    for (int k = 0; k < g->nwo; k++) {
-        dwz_win *t = &win[k];
-        memset(t, 0, sizeof *t);
-        t->base = oy * g->wq + ox;
-        t->act = 1;
-        for (int j = 0; j < 64 && 64 * k + j < n; j++) {
-            const int f = oy * g->wq + ox - t->base;
-            if (f >= 128)
-                return 0;
-            t->idx[j] = (uint8_t)f;
-            t->mask |= (uint64_t)1 << j;
-            if (++ox == g->ow)
-                ox = 0, oy++;
-        }
-    }
+    const int n = g->nwo * 64;
+    const __m512i iota = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
+                                          13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int i = 0; i < n; i += 32)
+        _mm512_storeu_si512((void *)(map + i), _mm512_set1_epi16(-1));
+    for (int oy = 0; oy < g->oh; oy++)
+        for (int x = 0; x < g->ow; x += 32)
+            _mm512_mask_storeu_epi16(map + (size_t)oy * g->ow + x, (__mmask32)low_mask64(g->ow - x),
+                                     _mm512_add_epi16(iota, _mm512_set1_epi16((int16_t)(oy * g->wq + x))));
+    for (int k = 0; k < g->nwo; k++)
+        if (!dwz_window(map + k * 64, &win[k]))
+            return 0;
     return 1;
 }
 
@@ -369,18 +390,46 @@ DWZV static void dwz_out_perm(const dwz_geo *g, const dwz_win *win, const uint8_
     }
 }
 
-/* One channel's requantization: mode 0 vector SRDHM and rounding shift,
- * 1 the rounding shift alone (shift-only pair), 2 scalar bp_requant (left
- * shifts, the zero multiplier). */
+/* One channel's requantization:
+ *   mode 0: mult != 0 and a right shift e in 1..31, as one rounding in 64 bits
+ *           (dwz_requant64);
+ *   mode 1: shift-only pairs (mult == 0), the rounding shift alone;
+ *   mode 2: scalar bp_requant (left shifts, the zero multiplier);
+ *   mode 3: mult != 0 and no shift, SRDHM alone (dwz_requant). */
 typedef struct {
     __m512i m, right, mask, half, lo, hi;
+    __m512i nudge, thr;    /* mode 0: 2^30 + 2^(30+e) and 2^(30+e), int64 */
+    __m128i cnt_e, cnt_o;  /* mode 0: shift counts 31 + e and e − 1 */
     bp_qmul q;
 } dwz_req;
 
+/* SRDHM then RoundingDivideByPOT by e >= 1 with one 64-bit rounding: with
+ * P = x·m + 2^30, SRDHM is y = ⌊P / 2^31⌋ and RDBPOT(y, e) is
+ * ⌊(y + 2^(e−1) − [y < 0]) / 2^e⌋ (ties away from zero; y < 0 iff P < 0),
+ * and nested floors of exact divisions merge:
+ *   result = ⌊(P + 2^(30+e) − [P < 0]·2^31) / 2^(31+e)⌋,
+ * exact in int64 (|x·m| < 2^62; m > 0, so SRDHM's saturation cannot occur).
+ * Half the port-0 work of the two-step form, which is what bounds a block.
+ * Odd lanes are shifted by e − 1 only, which leaves their result in the high
+ * dword, where the blend wants it. */
+__attribute__((always_inline)) DWZ static inline __m512i dwz_requant64(__m512i x, const dwz_req *rq)
+{
+    const __m512i two31 = _mm512_set1_epi64((int64_t)1 << 31);
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, rq->m), rq->nudge);
+    pe = _mm512_mask_sub_epi64(pe, _mm512_cmplt_epi64_mask(pe, rq->thr), pe, two31);
+    pe = _mm512_sra_epi64(pe, rq->cnt_e);
+    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(x, _MM_PERM_CDAB), rq->m), rq->nudge);
+    po = _mm512_mask_sub_epi64(po, _mm512_cmplt_epi64_mask(po, rq->thr), po, two31);
+    po = _mm512_sra_epi64(po, rq->cnt_o);
+    return _mm512_mask_blend_epi32(0xAAAA, pe, po);
+}
+
 __attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, const dwz_req *rq, int mode)
 {
-    if (mode < 2)
-        x = dwz_requant(x, rq->m, rq->right, rq->mask, rq->half, mode);
+    if (mode == 0)
+        x = dwz_requant64(x, rq);
+    else if (mode == 1 || mode == 3)
+        x = dwz_requant(x, rq->m, rq->right, rq->mask, rq->half, mode == 1);
     else {
         int32_t v[16];
         _mm512_storeu_si512((void *)v, x);
@@ -486,6 +535,8 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *
             PLANE(g, NOPS, 0, pl, wc, beff[c], &rq, type, fl);                     \
         else if (mode == 1)                                                        \
             PLANE(g, NOPS, 1, pl, wc, beff[c], &rq, type, fl);                     \
+        else if (mode == 3)                                                        \
+            PLANE(g, NOPS, 3, pl, wc, beff[c], &rq, type, fl);                     \
         else                                                                       \
             PLANE(g, NOPS, 2, pl, wc, beff[c], &rq, type, fl);                     \
     } while (0)
@@ -518,10 +569,14 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
             const uint8_t *pl = planes + (size_t)i * g->plane_bytes;
             uint8_t *fl = flat + (size_t)i * g->flat_bytes;
             const bp_qmul q = qm[c];
-            const int mode = q.shift > 0 || q.shift < -31 ? 2 : q.mult == 0 ? 1 : 0;
-            const uint32_t mk = mode < 2 ? (1u << -q.shift) - 1 : 0;
-            dwz_req rq = {_mm512_set1_epi32(q.mult), _mm512_set1_epi32(-q.shift), _mm512_set1_epi32((int32_t)mk),
-                          _mm512_set1_epi32((int32_t)(mk >> 1)), lo, hi, q};
+            const int e = -q.shift;
+            const int mode = e < 0 || e > 31 ? 2 : q.mult == 0 ? 1 : e == 0 ? 3 : 0;
+            const uint32_t mk = mode != 2 ? (1u << e) - 1 : 0;
+            const int64_t t = mode == 0 ? (int64_t)1 << (30 + e) : 0;
+            dwz_req rq = {_mm512_set1_epi32(q.mult), _mm512_set1_epi32(e), _mm512_set1_epi32((int32_t)mk),
+                          _mm512_set1_epi32((int32_t)(mk >> 1)), lo, hi,
+                          _mm512_set1_epi64(((int64_t)1 << 30) + t), _mm512_set1_epi64(t),
+                          _mm_cvtsi32_si128(31 + e), _mm_cvtsi32_si128(e - 1), q};
             const int32_t *wc = wd + c;
             if (g->cm == 2) {
                 if (nops == 3)
@@ -619,7 +674,7 @@ int bp_qconv_dwz(const bp_qconv_params *p, const void *in, const uint8_t *wpanel
         int16_t *map = (int16_t *)((uint8_t *)w + up64(sizeof(dwz_win) * (size_t)(g.nwi + g.nwo)));
         if (dwz_in_windows(p, &g, map, w))
             win_in = w;
-        if (p->out_type != BP_QT_S32 && dwz_out_windows(&g, w + g.nwi))
+        if (p->out_type != BP_QT_S32 && dwz_out_windows(&g, map, w + g.nwi))
             win_out = w + g.nwi;
     }
     memset(planes, s8 ? 0x80 : 0, (size_t)g.cb * g.plane_bytes);

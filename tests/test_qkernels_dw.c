@@ -62,7 +62,7 @@ static int64_t get_out(const void *out, size_t i, bp_qtype t)
 typedef struct {
     int n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, wbits;
     bp_qtype in, out;
-    int qkind; /* 0 normal multipliers, 1 shift-only, 2 some left shifts */
+    int qkind; /* 0 normal multipliers, 1 shift-only, 2 some left shifts, 3 shifts 0, 1, 30, 31 */
 } dw_case;
 
 /* Runs one case on every available implementation; returns mismatches. */
@@ -98,6 +98,9 @@ static long run_case(const dw_case *t, int id)
         int sh = -(rnd(6, 9) + (K > 8 ? 2 : 0));
         if (t->qkind == 1)
             qm[c] = (bp_qmul){0, sh};
+        else if (t->qkind == 3) /* shift extremes: none, 1, 30, 31 */
+            qm[c] = (bp_qmul){(int32_t)((1u << 30) + (xr() & ((1u << 30) - 1))),
+                              (int[]){0, -1, -30, -31}[c % 4]};
         else if (t->qkind == 2 && c % 2)
             qm[c] = (bp_qmul){(int32_t)((1u << 30) + (xr() & ((1u << 30) - 1))), rnd(0, 2)};
         else
@@ -190,6 +193,9 @@ Test(qkernels_dw, listed_shapes_exact)
          * gives one output row/column, its taps past the plane read zeros */
         {3, 2, 3, 3, 3, 3, 2, 2, 2, 1, 1, 0, 0, 0, 8, BP_QT_S8, BP_QT_S8, 0},
         {1, 3, 2, 4, 3, 5, 2, 2, 1, 1, 0, 0, 0, 0, 4, BP_QT_U8, BP_QT_S32, 0},
+        /* requantization shift extremes, with large accumulators (5x5) */
+        {1, 17, 9, 9, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 8, BP_QT_U8, BP_QT_S32, 3},
+        {3, 16, 9, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8, BP_QT_S8, BP_QT_S8, 3},
         /* rows wider than 64 bytes: several chunks per row copy */
         {1, 3, 9, 150, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, BP_QT_S8, BP_QT_S8, 0},
         {1, 3, 9, 150, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8, BP_QT_U8, BP_QT_S32, 0},
@@ -223,7 +229,7 @@ Test(qkernels_dw, random_shapes_exact)
         t.wbits = (int[]){2, 4, 8, 3, 6}[it % 5];
         t.in = rnd(0, 1) ? BP_QT_U8 : BP_QT_S8;
         t.out = (bp_qtype)(it % 3);
-        t.qkind = it % 9 == 4 ? 1 : it % 11 == 7 ? 2 : 0;
+        t.qkind = it % 9 == 4 ? 1 : it % 11 == 7 ? 2 : it % 13 == 5 ? 3 : 0;
         bad += run_case(&t, 1000 + it);
     }
     cr_assert_eq(bad, 0, "%ld mismatches", bad);
