@@ -79,4 +79,15 @@ void bp_qconv_vnni(const bp_qconv_params *p, const void *in, const uint8_t *wpan
 size_t bp_qk_vnni_scratch(const bp_qconv_params *p);
 int bp_qk_quad_block(int k);
 
+/* AMX (kern_amx.c): whether the CPU has AMX-TILE, AMX-INT8 and AVX512_VBMI
+ * and the OS granted tile data to the process (asked once, thread-safe). */
+int bp_qk_amx_usable(void);
+/* Scratch bytes of bp_qconv_amx for p (0 when it would decline p). */
+size_t bp_qk_amx_scratch(const bp_qconv_params *p);
+/* Runs p on AMX tiles and returns 1, or returns 0 without touching out when
+ * it declines (depthwise, strides > 4, > 64 taps, weights not cacheable);
+ * needs bp_qk_amx_usable() and AVX-512 F/BW/VL. */
+int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wpanel, const int32_t *bias,
+                 const bp_qmul *qm, void *out, void *scratch);
+
 #endif

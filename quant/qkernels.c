@@ -127,8 +127,9 @@ size_t bp_qconv_buffer_size(const bp_qconv_params *p)
     if (p->group < 1 || p->cin < p->group)
         return 64;
     size_t gemm = panel_bytes(p->cin / p->group * p->kh * p->kw);
-    size_t quads = bp_qk_vnni_scratch(p);
+    size_t quads = bp_qk_vnni_scratch(p), amx = bp_qk_amx_scratch(p);
     gemm = gemm > quads ? gemm : quads;
+    gemm = gemm > amx ? gemm : amx;
     /* depthwise: the zero-padded plane, bp_qk_dw_rows·stride_w int32 rows
      * (dw_row_len in kern_avx2.c) */
     size_t dw = (size_t)bp_qk_dw_rows(p) * (p->stride_w > 0 ? p->stride_w : 1) *
@@ -190,6 +191,7 @@ int bp_qkern_available(bp_qkern_impl impl)
     case BP_QKERN_AVX2: return have_avx2();
     case BP_QKERN_AVXVNNI: return have_avxvnni();
     case BP_QKERN_AVX512VNNI: return have_avx512vnni();
+    case BP_QKERN_AMX: return have_avx512vnni() && bp_qk_amx_usable();
     default: return 1;
     }
 }
@@ -197,13 +199,14 @@ int bp_qkern_available(bp_qkern_impl impl)
 bp_qkern_impl bp_qkern_active(void)
 {
     if (chosen == BP_QKERN_AUTO)
-        return have_avx512vnni() ? BP_QKERN_AVX512VNNI : have_avxvnni() ? BP_QKERN_AVXVNNI : have_avx2() ? BP_QKERN_AVX2 : BP_QKERN_REF;
+        return bp_qkern_available(BP_QKERN_AMX) ? BP_QKERN_AMX
+               : have_avx512vnni() ? BP_QKERN_AVX512VNNI : have_avxvnni() ? BP_QKERN_AVXVNNI : have_avx2() ? BP_QKERN_AVX2 : BP_QKERN_REF;
     return chosen;
 }
 
 const char *bp_qkern_name(bp_qkern_impl impl)
 {
-    return impl == BP_QKERN_AVX512VNNI ? "avx512vnni" : impl == BP_QKERN_AVXVNNI ? "avxvnni" : impl == BP_QKERN_AVX2 ? "avx2"
+    return impl == BP_QKERN_AMX ? "amx" : impl == BP_QKERN_AVX512VNNI ? "avx512vnni" : impl == BP_QKERN_AVXVNNI ? "avxvnni" : impl == BP_QKERN_AVX2 ? "avx2"
            : impl == BP_QKERN_REF   ? "ref"
                                     : "auto";
 }
@@ -215,6 +218,13 @@ bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpan
     if (st)
         return st;
     bp_qkern_impl impl = bp_qkern_active();
+    if (impl == BP_QKERN_AMX) {
+        if (!bp_qkern_available(impl))
+            return bp_error(BP_ERR_UNSUPPORTED, "qconv: the amx kernel was forced on a CPU without it");
+        if (bp_qconv_amx(p, in, wpanel, bias, qm, out, scratch))
+            return BP_OK;
+        impl = BP_QKERN_AVX512VNNI; /* what AMX declines (depthwise, ...) */
+    }
     if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI || impl == BP_QKERN_AVX512VNNI) {
         if (!bp_qkern_available(impl))
             return bp_error(BP_ERR_UNSUPPORTED, "qconv: the %s kernel was forced on a CPU without it",
@@ -238,6 +248,11 @@ bp_status bp_qgemm(const bp_qgemm_params *p, const void *in, const uint8_t *wpan
     if (st)
         return st;
     bp_qkern_impl impl = bp_qkern_active();
+    if (impl == BP_QKERN_AMX) {
+        if (!bp_qkern_available(impl))
+            return bp_error(BP_ERR_UNSUPPORTED, "qgemm: the amx kernel was forced on a CPU without it");
+        impl = BP_QKERN_AVX512VNNI; /* GEMMs: the AVX-512 VNNI choice */
+    }
     if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI || impl == BP_QKERN_AVX512VNNI) {
         if (!bp_qkern_available(impl))
             return bp_error(BP_ERR_UNSUPPORTED, "qgemm: the %s kernel was forced on a CPU without it",

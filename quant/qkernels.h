@@ -118,13 +118,15 @@ bp_status bp_qgemm(const bp_qgemm_params *p, const void *in, const uint8_t *wpan
 /* ---- implementation choice ----------------------------------------------- */
 
 typedef enum {
-    BP_QKERN_AUTO = 0, /* AVX-512 VNNI, else AVX-VNNI, else AVX2, else reference */
+    BP_QKERN_AUTO = 0, /* AMX, else AVX-512 VNNI, else AVX-VNNI, else AVX2, else reference */
     BP_QKERN_REF,      /* portable C */
     BP_QKERN_AVX2,     /* BP_ERR_UNSUPPORTED from kernels when the CPU lacks AVX2 */
     BP_QKERN_AVXVNNI,  /* convs: uint8 activations and vpdpbusd on ymm (AVX-VNNI);
                           depthwise and GEMM: the AVX2 kernel with vpdpwssd */
-    BP_QKERN_AVX512VNNI /* convs: vpdpbusd on zmm (AVX-512 F/BW/VL/VNNI); depthwise
+    BP_QKERN_AVX512VNNI, /* convs: vpdpbusd on zmm (AVX-512 F/BW/VL/VNNI); depthwise
                           and GEMM: the AVX2 kernel (with vpdpwssd if AVX-VNNI) */
+    BP_QKERN_AMX        /* convs except depthwise: AMX int8 tiles (kern_amx.c);
+                          the rest as BP_QKERN_AVX512VNNI */
 } bp_qkern_impl;
 
 /* Whether this CPU can run impl (REF always). */

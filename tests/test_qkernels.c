@@ -153,7 +153,8 @@ static void run_conv_case(int it)
     size_t ssz = bp_qconv_buffer_size(&p);
     void *scratch = aligned_alloc(64, (ssz + 63) / 64 * 64);
     size_t osz = nout * bp_qtype_size(p.out_type);
-    void *o_ref = malloc(osz), *o_avx = malloc(osz), *o_vnni = malloc(osz), *o_z = malloc(osz);
+    void *o_ref = malloc(osz), *o_avx = malloc(osz), *o_vnni = malloc(osz), *o_z = malloc(osz),
+         *o_amx = malloc(osz);
 
     bp_qkern_set_impl(BP_QKERN_REF);
     cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_ref, scratch), BP_OK);
@@ -170,6 +171,14 @@ static void run_conv_case(int it)
         cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_z, scratch), BP_OK, "%s", bp_last_error());
     else
         memcpy(o_z, o_avx, osz);
+    bp_qkern_set_impl(BP_QKERN_AMX);
+    if (bp_qkern_available(BP_QKERN_AMX)) {
+        cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_amx, scratch), BP_OK, "%s", bp_last_error());
+        /* again with the weights cached, then with the panel rewritten in
+         * place: the cache must notice */
+        cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_amx, scratch), BP_OK);
+    } else
+        memcpy(o_amx, o_avx, osz);
     bp_qkern_set_impl(BP_QKERN_AUTO);
 
     long bad = 0;
@@ -193,20 +202,21 @@ static void run_conv_case(int it)
                     int64_t want = clampl(ref_req(acc, qm[co]), p.out_min, p.out_max);
                     size_t oi = (((size_t)n * p.cout + co) * oh + oy) * ow + ox;
                     int64_t r = get_out(o_ref, oi, p.out_type), a = get_out(o_avx, oi, p.out_type),
-                            v = get_out(o_vnni, oi, p.out_type), z = get_out(o_z, oi, p.out_type);
-                    if (r != want || a != want || v != want || z != want) {
+                            v = get_out(o_vnni, oi, p.out_type), z = get_out(o_z, oi, p.out_type),
+                            x = get_out(o_amx, oi, p.out_type);
+                    if (r != want || a != want || v != want || z != want || x != want) {
                         if (bad++ < 5)
                             cr_log_error("case %d (n%d g%d cin%d cout%d %dx%d k%dx%d s%dx%d d%dx%d pad %d %d %d %d w%d): out[%zu] "
-                                         "naive %lld ref %lld avx2 %lld avxvnni %lld avx512vnni %lld",
+                                         "naive %lld ref %lld avx2 %lld avxvnni %lld avx512vnni %lld amx %lld",
                                          it, p.n, p.group, p.cin, p.cout, p.h, p.w, p.kh, p.kw,
                                          p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.pad_t, p.pad_l, p.pad_b,
                                          p.pad_r, p.wbits, oi, (long long)want, (long long)r,
-                                         (long long)a, (long long)v, (long long)z);
+                                         (long long)a, (long long)v, (long long)z, (long long)x);
                     }
                 }
         }
     cr_assert_eq(bad, 0, "case %d: %ld mismatches", it, bad);
-    free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o_avx), free(o_vnni), free(o_z);
+    free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o_avx), free(o_vnni), free(o_z), free(o_amx);
 }
 
 Test(qkernels, conv_random_shapes_exact)
@@ -370,7 +380,7 @@ Test(qkernels, model_shapes_match_reference)
                          {1, 16, 28, 3, 2, 1, 1},   {16, 16, 14, 3, 1, 1, 16}, {64, 64, 14, 3, 2, 1, 64},
                          {24, 96, 7, 1, 1, 0, 1},   {96, 96, 7, 3, 1, 1, 96},  {17, 20, 33, 3, 2, 1, 1},
                          {8, 8, 31, 3, 2, 1, 8}};
-    const bp_qkern_impl impls[] = {BP_QKERN_AVX2, BP_QKERN_AVXVNNI, BP_QKERN_AVX512VNNI};
+    const bp_qkern_impl impls[] = {BP_QKERN_AVX2, BP_QKERN_AVXVNNI, BP_QKERN_AVX512VNNI, BP_QKERN_AMX};
     for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++)
         for (int s8 = 0; s8 < 2; s8++) {
             const int *q = sh[si];
