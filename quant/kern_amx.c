@@ -45,7 +45,7 @@
 
 #include "quant/kern_internal.h"
 
-#define AMX __attribute__((target("amx-tile,amx-int8,avx2,avx512f,avx512bw,avx512vl,avx512vbmi")))
+#define AMX __attribute__((target("amx-tile,amx-int8,avx2,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2")))
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
@@ -62,11 +62,11 @@ int bp_qk_amx_usable(void)
     if (s)
         return s == 1;
     unsigned a, b, c, d, a1, b1, c1, d1;
-    /* leaf 7: EDX 24 AMX-TILE, 25 AMX-INT8; ECX 1 AVX512_VBMI (the strided
-     * gathers); leaf 1 ECX 27 OSXSAVE before xgetbv; XCR0 17/18: tile
-     * config and data state enabled by the OS */
+    /* leaf 7: EDX 24 AMX-TILE, 25 AMX-INT8; ECX 1 AVX512_VBMI and 6
+     * AVX512_VBMI2 (the padding and stride gathers); leaf 1 ECX 27 OSXSAVE
+     * before xgetbv; XCR0 17/18: tile config and data state enabled by the OS */
     int ok = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1) && (d >> 25 & 1) &&
-             (c >> 1 & 1) && __get_cpuid(1, &a1, &b1, &c1, &d1) && (c1 >> 27 & 1);
+             (c >> 1 & 1) && (c >> 6 & 1) && __get_cpuid(1, &a1, &b1, &c1, &d1) && (c1 >> 27 & 1);
     if (ok) {
         unsigned lo, hi;
         __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -83,17 +83,48 @@ int bp_qk_amx_usable(void)
 
 /* ---- geometry -------------------------------------------------------------- */
 
+/* How taps share a B tile. A tdp costs about the same at any K up to 64, so
+ * convs with few channels put several taps' channel quads into one tile, at
+ * the price of shifted copies of the planes ("replicas") in Q:
+ *   REP_NONE  B rows = channel quads; one pass of tiles per tap
+ *   REP_KX    B rows = (kx, channel quad), replica kx shifted by its column
+ *             offset; one pass per ky
+ *   REP_ALL   B rows = (tap, channel quad), replicas shifted by the whole
+ *             tap offset (im2col on channel quads); one pass */
+enum { REP_NONE, REP_KX, REP_ALL };
+
 typedef struct {
     int cig, cog, khw, k;
-    int nch, kc, cqp;  /* K chunks per tap, channel quads per chunk, nch·kc */
+    int cqn;           /* channel quads */
+    int mode, nrep, nouter;
+    int nr;            /* B rows per outer tap: nrep · cqn */
+    int nch, kc, nrp;  /* K chunks per outer tap, rows per chunk, nch · kc */
     int wide;          /* 1: 2x2 C tiles (32 channels); 0: 1x4 (16 channels) */
     int nmb;           /* 16-row blocks per group (even when wide) */
     int sh, sw, hps, wps, nslot;
     int slot_of[MAX_STRIDE * MAX_STRIDE];
     int slot_py[MAX_STRIDE * MAX_STRIDE], slot_px[MAX_STRIDE * MAX_STRIDE];
+    int nsy;           /* planes per Q row */
     int nbmax;         /* images per pass over Q */
-    size_t tile_bytes; /* one A tile: 16 · 4·kc */
+    size_t tile_bytes; /* one A tile: 16 rows of 64 bytes (4·kc used) */
 } amx_geom;
+
+static size_t img_px(const amx_geom *gm) { return (size_t)gm->hps * gm->wps; }
+/* Pixels of one Q row for nb images. */
+/* Pixels of one Q plane: nb images, rounded to 16 so that tile rows start
+ * on cache lines (a tile load with split lines costs about three times as
+ * much). */
+static size_t lplane_of(const amx_geom *gm, int nb) { return ((size_t)nb * img_px(gm) + 15) / 16 * 16; }
+static size_t lq_of(const amx_geom *gm, int nb) { return (size_t)gm->nsy * lplane_of(gm, nb); }
+/* Bytes of T per channel: nb images' phase planes and room for the replicas'
+ * shifted reads past them. */
+static size_t tch_of(const amx_geom *gm, int nb)
+{
+    return ((size_t)gm->nslot * nb * img_px(gm) + img_px(gm) + 64 + 63) / 64 * 64;
+}
+/* Pixels of slack after Q's last row: flats run up to 63 past the last
+ * output row, taps reach one plane row and a tile row further. */
+static size_t q_slack(const amx_geom *gm) { return (size_t)gm->wps + 192; }
 
 static int geom_of(const bp_qconv_params *p, amx_geom *gm)
 {
@@ -104,11 +135,9 @@ static int geom_of(const bp_qconv_params *p, amx_geom *gm)
         return 0;
     int oh, ow;
     bp_qconv_out_hw(p, &oh, &ow);
+    memset(gm, 0, sizeof *gm);
     gm->cig = cig, gm->cog = cog, gm->khw = p->kh * p->kw, gm->k = cig * gm->khw;
-    const int cq = (cig + 3) / 4;
-    gm->nch = (cq + 15) / 16;
-    gm->kc = (cq + gm->nch - 1) / gm->nch;
-    gm->cqp = gm->nch * gm->kc;
+    gm->cqn = (cig + 3) / 4;
     const int rb = (cog + 15) / 16;
     gm->wide = rb > 1;
     gm->nmb = gm->wide ? (rb + 1) / 2 * 2 : 1;
@@ -121,41 +150,111 @@ static int geom_of(const bp_qconv_params *p, amx_geom *gm)
     cols = needw > cols ? needw : cols;
     gm->hps = (rows + gm->sh - 1) / gm->sh;
     gm->wps = (cols + gm->sw - 1) / gm->sw;
+    /* Tile rows must start on cache lines: a tap's offset dy·wps + dx is
+     * aligned when wps is a multiple of 16 and the replicas carry dx
+     * (REP_KX), or when the replicas carry the whole offset (REP_ALL, which
+     * costs khw copies of the planes: the choice when padding the width to 16
+     * would waste more than a fifth of the flats). */
+    const int wpad = (gm->wps + 15) / 16 * 16;
+    if (gm->khw == 1)
+        gm->mode = REP_NONE;
+    else if (gm->khw * gm->cqn <= 16 || wpad * 5 > gm->wps * 6)
+        gm->mode = REP_ALL;
+    else {
+        gm->wps = wpad;
+        gm->mode = p->kw > 1 ? REP_KX : REP_NONE;
+    }
+    gm->nrep = gm->mode == REP_ALL ? gm->khw : gm->mode == REP_KX ? p->kw : 1;
+    gm->nouter = gm->mode == REP_ALL ? 1 : gm->mode == REP_KX ? p->kh : gm->khw;
+    gm->nr = gm->nrep * gm->cqn;
+    gm->nch = (gm->nr + 15) / 16;
+    gm->kc = (gm->nr + gm->nch - 1) / gm->nch;
+    gm->nrp = gm->nch * gm->kc;
     for (int i = 0; i < MAX_STRIDE * MAX_STRIDE; i++)
         gm->slot_of[i] = -1;
-    gm->nslot = 0;
     for (int ky = 0; ky < p->kh; ky++)
         for (int kx = 0; kx < p->kw; kx++) {
-            int ph = (ky * p->dil_h) % gm->sh * MAX_STRIDE + (kx * p->dil_w) % gm->sw;
-            if (gm->slot_of[ph] < 0) {
-                gm->slot_py[gm->nslot] = (ky * p->dil_h) % gm->sh;
-                gm->slot_px[gm->nslot] = (kx * p->dil_w) % gm->sw;
-                gm->slot_of[ph] = gm->nslot++;
+            int py = (ky * p->dil_h) % gm->sh, px = (kx * p->dil_w) % gm->sw;
+            if (gm->slot_of[py * MAX_STRIDE + px] < 0) {
+                gm->slot_py[gm->nslot] = py;
+                gm->slot_px[gm->nslot] = px;
+                gm->slot_of[py * MAX_STRIDE + px] = gm->nslot++;
             }
         }
-    gm->tile_bytes = (size_t)16 * 4 * gm->kc;
+    if (gm->mode == REP_NONE)
+        gm->nsy = gm->nslot;
+    else if (gm->mode == REP_ALL)
+        gm->nsy = 1;
+    else {
+        int seen[MAX_STRIDE] = {0};
+        for (int ky = 0; ky < p->kh; ky++)
+            if (!seen[(ky * p->dil_h) % gm->sh]++)
+                gm->nsy++;
+    }
+    gm->tile_bytes = (size_t)16 * 64;
     /* several small images per pass fill the 16-pixel tiles better; Q stays
      * within about 256 KiB (L2) */
-    const size_t per_img = (size_t)gm->cqp * gm->nslot * gm->hps * gm->wps * 4;
+    const size_t per_img = (size_t)gm->nrp * gm->nsy * img_px(gm) * 4;
     gm->nbmax = per_img >= (256u << 10) ? 1 : (int)((256u << 10) / per_img);
     if (gm->nbmax > 64)
         gm->nbmax = 64;
     return 1;
 }
 
-/* Pixels of slack after the last plane: flats run up to 63 past the last
- * output row, taps reach one plane row and a tile row further. */
-static size_t q_slack(const amx_geom *gm) { return (size_t)gm->wps + 192; }
+/* Replica rep's plane sy: which T slot it copies and the shift (pixels) of
+ * its reads; and outer tap o's offset in a Q row (pixels, for nb images). */
+typedef struct {
+    ptrdiff_t src_slot[MAX_TAPS][MAX_STRIDE * MAX_STRIDE]; /* start of the T slot plane */
+    ptrdiff_t shift[MAX_TAPS][MAX_STRIDE * MAX_STRIDE];
+    ptrdiff_t toff[MAX_TAPS];
+} amx_plan;
+
+static void plan_of(const bp_qconv_params *p, const amx_geom *gm, int nb, amx_plan *pl)
+{
+    /* T planes are nb·img apart, Q planes lplane */
+    const ptrdiff_t L = (ptrdiff_t)lplane_of(gm, nb), Lt = (ptrdiff_t)nb * (ptrdiff_t)img_px(gm), wps = gm->wps;
+    int sy_of[MAX_STRIDE], py_of[MAX_STRIDE], nsy = 0;
+    for (int i = 0; i < MAX_STRIDE; i++)
+        sy_of[i] = -1;
+    for (int ky = 0; ky < p->kh; ky++) {
+        int py = (ky * p->dil_h) % gm->sh;
+        if (sy_of[py] < 0)
+            py_of[nsy] = py, sy_of[py] = nsy++;
+    }
+    for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++) {
+            const int yy = ky * p->dil_h, xx = kx * p->dil_w, tap = ky * p->kw + kx;
+            const int slot = gm->slot_of[yy % gm->sh * MAX_STRIDE + xx % gm->sw];
+            const ptrdiff_t dy = yy / gm->sh, dx = xx / gm->sw;
+            if (gm->mode == REP_NONE) {
+                pl->toff[tap] = slot * L + dy * wps + dx;
+            } else if (gm->mode == REP_ALL) {
+                pl->src_slot[tap][0] = slot * Lt;
+                pl->shift[tap][0] = dy * wps + dx;
+            } else {
+                pl->toff[ky] = sy_of[yy % gm->sh] * L + dy * wps;
+                for (int sy = 0; sy < nsy; sy++) {
+                    pl->src_slot[kx][sy] = gm->slot_of[py_of[sy] * MAX_STRIDE + xx % gm->sw] * Lt;
+                    pl->shift[kx][sy] = dx;
+                }
+            }
+        }
+    if (gm->mode == REP_NONE)
+        for (int sl = 0; sl < gm->nslot; sl++)
+            pl->src_slot[0][sl] = sl * Lt, pl->shift[0][sl] = 0;
+    if (gm->mode == REP_ALL)
+        pl->toff[0] = 0;
+}
 
 size_t bp_qk_amx_scratch(const bp_qconv_params *p)
 {
     amx_geom gm;
     if (p->group < 1 || p->cin < p->group || p->cout < p->group || !geom_of(p, &gm))
         return 0;
-    const size_t lq = (size_t)gm.nslot * gm.nbmax * gm.hps * gm.wps;
-    size_t q = ((size_t)gm.cqp * lq + q_slack(&gm)) * 4, t = 4 * lq;
+    const size_t lq = lq_of(&gm, gm.nbmax);
+    size_t q = ((size_t)gm.nrp * lq + q_slack(&gm)) * 4, t = 4 * tch_of(&gm, gm.nbmax);
     size_t rows = (size_t)gm.nmb * 16;
-    return 64 + (q + 63) / 64 * 64 + (t + 63) / 64 * 64 + 4 * 1024 + 6 * rows * 4 + 64;
+    return 64 + (q + 63) / 64 * 64 + t + 8 * 1024 + rows * 64 + rows * 32 + 64; /* 32: sizeof(rowpar) */
 }
 
 /* ---- weight cache ------------------------------------------------------------ */
@@ -184,13 +283,16 @@ static void unlock(void) { atomic_flag_clear_explicit(&cache_lock, memory_order_
 
 static size_t packed_bytes(const bp_qconv_params *p, const amx_geom *gm)
 {
-    return (size_t)p->group * gm->nmb * gm->khw * gm->nch * gm->tile_bytes;
+    return (size_t)p->group * gm->nmb * gm->nouter * gm->nch * gm->tile_bytes;
 }
 
+/* A tile (group g, row block mb, outer tap o, chunk ch): row r, byte 4·qi + t
+ * = weight of channel 4·cq + t at tap (o, rep), where B row ch·kc + qi =
+ * rep·cqn + cq; zero where that is past the channels or rows. */
 static void pack_weights(const bp_qconv_params *p, const amx_geom *gm, const uint8_t *wpanel, uint8_t *dst)
 {
     const size_t gbytes = bp_qk_group_bytes(gm->cog, gm->k, p->wbits);
-    const size_t per_group = (size_t)gm->nmb * gm->khw * gm->nch * gm->tile_bytes;
+    const size_t per_group = (size_t)gm->nmb * gm->nouter * gm->nch * gm->tile_bytes;
     memset(dst, 0, packed_bytes(p, gm));
     for (int g = 0; g < p->group; g++) {
         const uint8_t *gp = wpanel + (size_t)g * gbytes;
@@ -198,9 +300,11 @@ static void pack_weights(const bp_qconv_params *p, const amx_geom *gm, const uin
         for (int r = 0; r < gm->cog; r++)
             for (int ci = 0; ci < gm->cig; ci++)
                 for (int tap = 0; tap < gm->khw; tap++) {
-                    const int cq = ci / 4, ch = cq / gm->kc, qi = cq % gm->kc;
-                    size_t at = (((size_t)(r / 16) * gm->khw + tap) * gm->nch + ch) * gm->tile_bytes +
-                                (size_t)(r % 16) * 4 * gm->kc + 4 * qi + ci % 4;
+                    const int o = gm->mode == REP_ALL ? 0 : gm->mode == REP_KX ? tap / p->kw : tap;
+                    const int rep = gm->mode == REP_ALL ? tap : gm->mode == REP_KX ? tap % p->kw : 0;
+                    const int R = rep * gm->cqn + ci / 4, ch = R / gm->kc, qi = R % gm->kc;
+                    size_t at = (((size_t)(r / 16) * gm->nouter + o) * gm->nch + ch) * gm->tile_bytes +
+                                (size_t)(r % 16) * 64 + 4 * qi + ci % 4;
                     gd[at] = (uint8_t)(int8_t)bp_qk_get(gp, gm->k, p->wbits, r, ci * gm->khw + tap);
                 }
     }
@@ -239,7 +343,7 @@ static wentry *acquire_weights(const bp_qconv_params *p, const amx_geom *gm, con
     free(e->packed);
     memset(e, 0, sizeof *e);
     e->copy = malloc(pbytes);
-    e->packed = malloc(packed_bytes(p, gm));
+    e->packed = aligned_alloc(64, (packed_bytes(p, gm) + 63) / 64 * 64);
     if (!e->copy || !e->packed) {
         free(e->copy);
         free(e->packed);
@@ -266,14 +370,14 @@ static void release_weights(wentry *e)
 
 /* ---- input to channel quads ------------------------------------------------- */
 
-/* Q holds nb images of a group: Q[cq][slot][image][y][x][t], one channel quad
- * every lq(nb) pixels; flat f = image·img + y·wps + x. Built per channel quad
- * in two steps: (a) each of its 4 channels' padded phase planes into T (row
+/* Q holds nb images of a group: row R = rep·cqn + cq (rows nr .. nrp−1
+ * zero), each row nsy planes of L = nb·img pixels, 4 bytes (the quad's
+ * channels) per pixel; flat f = image·img + y·wps + x. Per channel quad, in
+ * two steps: (a) each of its 4 channels' padded phase planes into T (row
  * runs: one masked load of the source window, lanes outside the image zero
  * = padding, vpermb picking every sw-th byte, one masked store of the run);
- * (b) the 4 planes interleaved into quads 64 pixels at a time (the last 64
- * may spill past the quad's planes; what comes next, or the slack, takes
- * it). */
+ * (b) per replica and plane, the 4 channels' planes (shifted by the
+ * replica's offset) interleaved into quads 64 pixels at a time. */
 typedef struct {
     int ix0;         /* source column of the run's first byte */
     __mmask64 lm;    /* source bytes inside the image */
@@ -282,11 +386,8 @@ typedef struct {
 
 #define MAX_RUNS 512
 
-static size_t img_px(const amx_geom *gm) { return (size_t)gm->hps * gm->wps; }
-static size_t lq_of(const amx_geom *gm, int nb) { return (size_t)gm->nslot * nb * img_px(gm); }
-
-/* Runs of one phase row per slot: run x0 = c·cl covers destination columns
- * x0 .. x0+cl−1 from 64/sw-wide source windows. */
+/* Runs of one phase row per slot: run c covers destination columns c·cl ..
+ * c·cl + cl − 1 from a 64-byte source window (cl = 64 / sw). */
 static int row_runs(const bp_qconv_params *p, const amx_geom *gm, xrun *runs, int *nxc)
 {
     const int sw = gm->sw, cl = 64 / sw, wps = gm->wps;
@@ -309,12 +410,83 @@ static int row_runs(const bp_qconv_params *p, const amx_geom *gm, xrun *runs, in
     return 1;
 }
 
-/* in points at image 0's group channel 0; images are cstride bytes apart. */
-AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const uint8_t *in, size_t istride,
-                            int nb, const xrun *runs, int nxc, uint8_t *T, uint8_t *Q)
+/* Interleaves len pixels of four byte planes (NULL: zero) into quads at q. */
+AMX static void interleave(const uint8_t *const src[4], size_t len, uint8_t *q)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    for (size_t f = 0; f < len; f += 64, q += 256) {
+        const __mmask64 m = len - f >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << (len - f)) - 1);
+        __m512i b[4];
+        for (int t = 0; t < 4; t++)
+            b[t] = src[t] ? _mm512_maskz_loadu_epi8(m, (const void *)(src[t] + f)) : zero;
+        __m512i p01l = _mm512_unpacklo_epi8(b[0], b[1]), p01h = _mm512_unpackhi_epi8(b[0], b[1]);
+        __m512i p23l = _mm512_unpacklo_epi8(b[2], b[3]), p23h = _mm512_unpackhi_epi8(b[2], b[3]);
+        /* d_i, 128-bit lane L: the quads of pixels 16L + 4i .. 16L + 4i + 3 */
+        __m512i d0 = _mm512_unpacklo_epi16(p01l, p23l), d1 = _mm512_unpackhi_epi16(p01l, p23l);
+        __m512i d2 = _mm512_unpacklo_epi16(p01h, p23h), d3 = _mm512_unpackhi_epi16(p01h, p23h);
+        /* 4x4 transpose of 128-bit lanes: output L = (d0.L, d1.L, d2.L, d3.L) */
+        __m512i t0 = _mm512_shuffle_i64x2(d0, d1, 0x44), t1 = _mm512_shuffle_i64x2(d0, d1, 0xEE);
+        __m512i t2 = _mm512_shuffle_i64x2(d2, d3, 0x44), t3 = _mm512_shuffle_i64x2(d2, d3, 0xEE);
+        const __m512i o0 = _mm512_shuffle_i64x2(t0, t2, 0x88), o1 = _mm512_shuffle_i64x2(t0, t2, 0xDD);
+        const __m512i o2 = _mm512_shuffle_i64x2(t1, t3, 0x88), o3 = _mm512_shuffle_i64x2(t1, t3, 0xDD);
+        if (len - f >= 64) {
+            _mm512_storeu_si512((void *)q, o0);
+            _mm512_storeu_si512((void *)(q + 64), o1);
+            _mm512_storeu_si512((void *)(q + 128), o2);
+            _mm512_storeu_si512((void *)(q + 192), o3);
+        } else {
+            /* rows are not written in address order (replicas): no spill */
+            const __m512i o[4] = {o0, o1, o2, o3};
+            for (int i = 0; i < 4; i++) {
+                const ptrdiff_t nbytes = 4 * ((ptrdiff_t)(len - f) - 16 * i);
+                if (nbytes <= 0)
+                    break;
+                const __mmask64 sm = nbytes >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << nbytes) - 1);
+                _mm512_mask_storeu_epi8((void *)(q + 64 * i), sm, o[i]);
+            }
+        }
+    }
+}
+
+/* in points at image 0's group channel 0; images are istride bytes apart. */
+/* Stride 1: a channel's padded plane is the input plane, in order, spread
+ * over the positions inside the image; one vpexpandb per 64 bytes. */
+typedef struct {
+    int nblk;
+    uint64_t m[MAX_RUNS]; /* __mmask64 */
+    int cnt[MAX_RUNS];
+} xblocks;
+
+static int expand_blocks(const bp_qconv_params *p, const amx_geom *gm, xblocks *xb)
+{
+    const size_t img = img_px(gm);
+    if (gm->sh != 1 || gm->sw != 1 || (img + 63) / 64 > MAX_RUNS)
+        return 0;
+    xb->nblk = (int)((img + 63) / 64);
+    uint64_t *bits = (uint64_t *)xb->m;
+    memset(bits, 0, sizeof(uint64_t) * xb->nblk);
+    for (int y = 0; y < p->h; y++) {
+        size_t a = (size_t)(y + p->pad_t) * gm->wps + p->pad_l, e = a + p->w;
+        while (a < e) { /* bits a .. e−1, one word at a time */
+            const size_t wd = a / 64, lo = a % 64, hi = e - wd * 64 < 64 ? e - wd * 64 : 64;
+            bits[wd] |= (hi == 64 ? ~(uint64_t)0 : (((uint64_t)1 << hi) - 1)) & ~(((uint64_t)1 << lo) - 1);
+            a = wd * 64 + hi;
+        }
+    }
+    for (int b = 0; b < xb->nblk; b++) {
+        const uint64_t m = bits[b];
+        xb->cnt[b] = __builtin_popcountll(m);
+    }
+    return 1;
+}
+
+AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const amx_plan *pl, const uint8_t *in,
+                            size_t istride, int nb, const xrun *runs, int nxc, const xblocks *xb, uint8_t *T,
+                            uint8_t *Q)
 {
     const int sh = gm->sh, sw = gm->sw, wps = gm->wps, hps = gm->hps, cl = 64 / sw;
-    const size_t plane = (size_t)p->h * p->w, img = img_px(gm), lq = lq_of(gm, nb);
+    const size_t plane = (size_t)p->h * p->w, img = img_px(gm), L = (size_t)nb * img, lq = lq_of(gm, nb);
+    const size_t tch = tch_of(gm, nb);
     __m512i sel;
     {
         uint8_t idx[64];
@@ -322,23 +494,42 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
             idx[j] = (uint8_t)(j < cl ? j * sw : 0);
         sel = _mm512_loadu_si512((const void *)idx);
     }
-    const int direct = gm->nslot == 1 && sh == 1 && sw == 1 && hps == p->h && wps == p->w && !p->pad_t &&
-                       !p->pad_l && nb == 1;
+    const int direct = gm->mode == REP_NONE && gm->nslot == 1 && sh == 1 && sw == 1 && hps == p->h &&
+                       wps == p->w && !p->pad_t && !p->pad_l;
     const __m512i zero = _mm512_setzero_si512();
-    for (int cq = 0; cq < gm->cqp; cq++) {
-        const uint8_t *src[4];
+    if (direct) { /* 1x1-like: the input planes are the phase planes */
+        for (int cq = 0; cq < gm->cqn; cq++)
+            for (int j = 0; j < nb; j++) {
+                const uint8_t *src[4];
+                for (int t = 0; t < 4; t++)
+                    src[t] = 4 * cq + t < gm->cig ? in + (size_t)j * istride + (size_t)(4 * cq + t) * plane : NULL;
+                interleave(src, plane, Q + ((size_t)cq * lq + (size_t)j * img) * 4);
+            }
+        return;
+    }
+    for (int cq = 0; cq < gm->cqn; cq++) {
+        const uint8_t *tb[4];
         for (int t = 0; t < 4; t++) {
             const int ci = 4 * cq + t;
-            uint8_t *tp = T + (size_t)t * lq;
+            uint8_t *tp = T + (size_t)t * tch;
             if (ci >= gm->cig) {
-                src[t] = NULL;
+                tb[t] = NULL;
                 continue;
             }
-            if (direct) { /* the plane as it is */
-                src[t] = in + (size_t)ci * plane;
+            tb[t] = tp;
+            if (xb) {
+                for (int j = 0; j < nb; j++) {
+                    const uint8_t *sp = in + (size_t)j * istride + (size_t)ci * plane;
+                    uint8_t *d = tp + (size_t)j * img;
+                    /* the last block spills into the next image's plane
+                     * (written next) or T's slack */
+                    for (int b = 0; b < xb->nblk; b++, d += 64) {
+                        _mm512_storeu_si512((void *)d, _mm512_maskz_expandloadu_epi8((__mmask64)xb->m[b], (const void *)sp));
+                        sp += xb->cnt[b];
+                    }
+                }
                 continue;
             }
-            src[t] = tp;
             for (int slot = 0; slot < gm->nslot; slot++) {
                 const xrun *rr = runs + (size_t)slot * nxc;
                 for (int j = 0; j < nb; j++) {
@@ -364,55 +555,56 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                 }
             }
         }
-        uint8_t *q = Q + (size_t)cq * lq * 4;
-        for (size_t f = 0; f < lq; f += 64, q += 256) {
-            const __mmask64 m = lq - f >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << (lq - f)) - 1);
-            __m512i b[4];
-            for (int t = 0; t < 4; t++)
-                b[t] = src[t] ? _mm512_maskz_loadu_epi8(m, (const void *)(src[t] + f)) : zero;
-            __m512i p01l = _mm512_unpacklo_epi8(b[0], b[1]), p01h = _mm512_unpackhi_epi8(b[0], b[1]);
-            __m512i p23l = _mm512_unpacklo_epi8(b[2], b[3]), p23h = _mm512_unpackhi_epi8(b[2], b[3]);
-            /* d_i, 128-bit lane L: the quads of pixels 16L + 4i .. 16L + 4i + 3 */
-            __m512i d0 = _mm512_unpacklo_epi16(p01l, p23l), d1 = _mm512_unpackhi_epi16(p01l, p23l);
-            __m512i d2 = _mm512_unpacklo_epi16(p01h, p23h), d3 = _mm512_unpackhi_epi16(p01h, p23h);
-            /* 4x4 transpose of 128-bit lanes: output L = (d0.L, d1.L, d2.L, d3.L) */
-            __m512i t0 = _mm512_shuffle_i64x2(d0, d1, 0x44), t1 = _mm512_shuffle_i64x2(d0, d1, 0xEE);
-            __m512i t2 = _mm512_shuffle_i64x2(d2, d3, 0x44), t3 = _mm512_shuffle_i64x2(d2, d3, 0xEE);
-            _mm512_storeu_si512((void *)q, _mm512_shuffle_i64x2(t0, t2, 0x88));
-            _mm512_storeu_si512((void *)(q + 64), _mm512_shuffle_i64x2(t0, t2, 0xDD));
-            _mm512_storeu_si512((void *)(q + 128), _mm512_shuffle_i64x2(t1, t3, 0x88));
-            _mm512_storeu_si512((void *)(q + 192), _mm512_shuffle_i64x2(t1, t3, 0xDD));
-        }
+        for (int rep = 0; rep < gm->nrep; rep++)
+            for (int sy = 0; sy < gm->nsy; sy++) {
+                const uint8_t *src[4];
+                const ptrdiff_t off = pl->src_slot[rep][sy] + pl->shift[rep][sy];
+                for (int t = 0; t < 4; t++)
+                    src[t] = tb[t] ? tb[t] + off : NULL;
+                interleave(src, L, Q + (((size_t)rep * gm->cqn + cq) * lq + sy * lplane_of(gm, nb)) * 4);
+            }
     }
 }
 
 /* ---- epilogue ---------------------------------------------------------------- */
 
-/* Per output row of a group: bias, multiplier, right shift, 2^right − 1,
- * (2^right − 1) >> 1, and −1 for the shift-only form. */
+/* Per output row: the requantization folded into one rounding. With
+ * P = x·m + 2^30 (int64, m > 0) and right shift e, SRDHM then RDBPOT equal
+ *   (P + 2^(30+e) − [x < 0]·2^31) >> (31 + e)   for e >= 1,   P >> 31 for e = 0
+ * (floor((floor(P/2^31) + c)/2^e) = floor((P/2^31 + c)/2^e) for integer c;
+ * t = floor(P/2^31) < 0 exactly when P < 0, and P < 0 differs from x < 0
+ * only at x = −1, m = 2^30, where both forms give 0). The shift-only form
+ * (m = 0) is the same with x·2^30 in place of P: (x·2^30 + 2^(29+e) −
+ * [x < 0]·2^30) >> (30 + e). The [x < 0] term only moves results that are
+ * <= 0 either way, so it is skipped when the clamp's minimum is >= 0. Left
+ * shifts take bp_requant. */
 typedef struct {
-    int32_t *bias, *mult, *right, *mask, *half, *zero;
+    int32_t m;   /* multiplier for vpmuldq */
+    int32_t vec; /* 0: bp_requant */
+    int64_t k, d, s;
 } rowpar;
+_Static_assert(sizeof(rowpar) == 32, "bp_qk_amx_scratch counts 32 bytes per row");
 
-AMX static inline __m512i vrequant(__m512i x, __m512i m, __m512i right, __m512i mask, __m512i half,
-                                   __mmask16 zmask)
+static rowpar row_of(bp_qmul q)
 {
-    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
-    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
-    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32)), nudge);
-    /* (a·b + 2^30) >> 31 of the even lanes, and of the odd ones shifted into place */
-    __m512i y = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
-    y = _mm512_mask_blend_epi32(zmask, y, x);
-    const __m512i one = _mm512_set1_epi32(1);
-    __m512i rem = _mm512_and_si512(y, mask);
-    __m512i thr = _mm512_mask_add_epi32(half, _mm512_cmplt_epi32_mask(y, _mm512_setzero_si512()), half, one);
-    __m512i r = _mm512_srav_epi32(y, right);
-    return _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, one);
+    rowpar r = {0, 1, 0, 0, 31};
+    if (q.shift > 0 || (q.mult != 0 && q.shift < -31)) {
+        r.vec = 0;
+        return r;
+    }
+    if (q.mult == 0 && q.shift < -31)
+        return r; /* the zero multiplier: m = 0 gives 0 */
+    const int e = -q.shift, base = q.mult ? 31 : 30;
+    r.m = q.mult ? q.mult : 1 << 30;
+    r.k = (q.mult ? (int64_t)1 << 30 : 0) + (e ? (int64_t)1 << (base - 1 + e) : 0);
+    r.d = e ? (int64_t)1 << base : 0;
+    r.s = base + e;
+    return r;
 }
 
 typedef struct {
     const bp_qconv_params *p;
-    const rowpar *rp;
+    const rowpar *rp;    /* the group's rows */
     const bp_qmul *qm;   /* the group's */
     void *out;           /* first image's, group's channel 0 */
     size_t oplane;       /* oh · ow */
@@ -427,81 +619,145 @@ typedef struct {
 } seg;
 
 typedef struct {
-    int oh, ow, wps;
-    size_t img;        /* flats per image */
+    int oh, ow, wps, hps;
     int nb;
     size_t istride;    /* output elements between images */
 } flatmap;
 
-static int segments(const flatmap *fm, size_t f0, seg *sg)
+/* Walks the flats in order, 16 at a time, without divisions. */
+typedef struct {
+    int j, oy, ox;
+} fcursor;
+
+static void advance(const flatmap *fm, fcursor *c, int n)
 {
-    int ns = 0;
-    size_t f = f0, end = f0 + 16;
-    while (f < end) {
-        const size_t j = f / fm->img, within = f % fm->img;
-        if (j >= (size_t)fm->nb)
+    c->ox += n;
+    while (c->ox >= fm->wps) {
+        c->ox -= fm->wps;
+        if (++c->oy == fm->hps)
+            c->oy = 0, c->j++;
+    }
+}
+
+/* The output runs of the next 16 flats. */
+static int segments(const flatmap *fm, fcursor *c, seg *sg)
+{
+    int ns = 0, f = 0;
+    while (f < 16) {
+        const int rem = 16 - f;
+        if (c->j >= fm->nb) {
+            advance(fm, c, rem);
             break;
-        const int oy = (int)(within / fm->wps), ox = (int)(within % fm->wps);
-        if (oy >= fm->oh) {
-            f = (j + 1) * fm->img;
-            continue;
         }
-        if (ox >= fm->ow) {
-            f += fm->wps - ox;
-            continue;
+        int n;
+        if (c->oy >= fm->oh)
+            n = (fm->hps - c->oy) * fm->wps - c->ox;
+        else if (c->ox >= fm->ow)
+            n = fm->wps - c->ox;
+        else {
+            n = fm->ow - c->ox < rem ? fm->ow - c->ox : rem;
+            const size_t at = (size_t)c->j * fm->istride + (size_t)c->oy * fm->ow + c->ox;
+            if (ns && sg[ns - 1].lo + sg[ns - 1].n == f && sg[ns - 1].at + sg[ns - 1].n == at) {
+                /* continues the previous run (no garbage columns between rows) */
+                sg[ns - 1].n += n;
+                sg[ns - 1].m |= (__mmask16)(((1u << (f + n)) - 1) & ~((1u << f) - 1));
+            } else {
+                sg[ns].lo = f;
+                sg[ns].n = n;
+                sg[ns].m = (__mmask16)(((1u << (f + n)) - 1) & ~((1u << f) - 1));
+                sg[ns].at = at;
+                ns++;
+            }
         }
-        size_t n = fm->ow - ox;
-        if (n > end - f)
-            n = end - f;
-        const int lo = (int)(f - f0);
-        sg[ns].lo = lo;
-        sg[ns].n = (int)n;
-        sg[ns].m = (__mmask16)(((1u << (lo + n)) - 1) & ~((1u << lo) - 1));
-        sg[ns].at = j * fm->istride + (size_t)oy * fm->ow + ox;
-        ns++;
+        n = n < rem ? n : rem;
+        advance(fm, c, n);
         f += n;
     }
     return ns;
 }
 
-/* Rows r0 .. r0+15 (those < cog) of a stored C tile c (16 × 16 int32). */
-AMX static void store_tile(const epi *e, const int32_t *c, int r0, const seg *sg, int nseg, int cog, int vec_ok)
+/* One C row (16 int32, accumulator + bias) requantized and clamped to
+ * [lo, hi]; hi is skipped for u8 outputs whose store saturates at 255. */
+AMX static inline __m512i requant_row(const int32_t *c, const rowpar *rp, const bp_qmul *qm, int neg,
+                                      __m512i vlo, __m512i vhi, int need_hi)
 {
-    if (!nseg)
-        return;
+    __m512i x = _mm512_loadu_si512((const void *)c);
+    if (rp->vec) {
+        const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k), vs = _mm512_set1_epi64(rp->s);
+        const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
+        __m512i ye = _mm512_add_epi64(pe, vk), yo = _mm512_add_epi64(po, vk);
+        if (neg) {
+            const __m512i z = _mm512_setzero_si512(), vd = _mm512_set1_epi64(rp->d);
+            ye = _mm512_mask_sub_epi64(ye, _mm512_cmplt_epi64_mask(pe, z), ye, vd);
+            yo = _mm512_mask_sub_epi64(yo, _mm512_cmplt_epi64_mask(po, z), yo, vd);
+        }
+        ye = _mm512_srav_epi64(ye, vs);
+        yo = _mm512_srav_epi64(yo, vs);
+        x = _mm512_mask_blend_epi32(0xAAAA, ye, _mm512_slli_epi64(yo, 32));
+    } else {
+        int32_t res[16];
+        _mm512_storeu_si512((void *)res, x);
+        for (int j = 0; j < 16; j++)
+            res[j] = bp_requant(res[j], *qm);
+        x = _mm512_loadu_si512((const void *)res);
+    }
+    x = _mm512_max_epi32(x, vlo);
+    return need_hi ? _mm512_min_epi32(x, vhi) : x;
+}
+
+/* Rows r0 .. r0+15 (those < cog) of nt stored C tiles (16 × 16 int32 each,
+ * 256 apart in c) covering consecutive 16-flat runs with segments sg[t]. A
+ * tile that is one whole output run (the common case) takes a loop with
+ * plain stores; the loops keep everything in registers (stores through
+ * byte pointers would otherwise force reloads). */
+AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg (*sg)[16], const int *ns, int cog)
+{
     const bp_qconv_params *p = e->p;
     const __m512i vlo = _mm512_set1_epi32(p->out_min), vhi = _mm512_set1_epi32(p->out_max);
-    const rowpar *rp = e->rp;
-    const int whole = nseg == 1 && sg[0].n == 16;
-    for (int i = 0; i < 16; i++) {
-        const int r = r0 + i;
-        if (r >= cog)
-            break;
-        __m512i x = _mm512_add_epi32(_mm512_loadu_si512((const void *)(c + 16 * i)), _mm512_set1_epi32(rp->bias[r]));
-        if (vec_ok)
-            x = vrequant(x, _mm512_set1_epi32(rp->mult[r]), _mm512_set1_epi32(rp->right[r]),
-                         _mm512_set1_epi32(rp->mask[r]), _mm512_set1_epi32(rp->half[r]),
-                         rp->zero[r] ? 0xFFFF : 0);
-        else {
-            int32_t res[16];
-            _mm512_storeu_si512((void *)res, x);
-            for (int j = 0; j < 16; j++)
-                res[j] = bp_requant(res[j], e->qm[r]);
-            x = _mm512_loadu_si512((const void *)res);
-        }
-        x = _mm512_min_epi32(_mm512_max_epi32(x, vlo), vhi);
-        const size_t rbase = (size_t)r * e->oplane;
-        for (int s = 0; s < nseg; s++) {
-            __m512i v = whole ? x : _mm512_maskz_compress_epi32(sg[s].m, x);
-            const __mmask16 km = (__mmask16)((1u << sg[s].n) - 1);
-            const size_t at = rbase + sg[s].at;
-            /* clamped to the type's range: the saturating conversions are exact */
-            if (p->out_type == BP_QT_S32)
-                _mm512_mask_storeu_epi32((int32_t *)e->out + at, km, v);
-            else if (p->out_type == BP_QT_U8)
-                _mm_mask_storeu_epi8((uint8_t *)e->out + at, km, _mm512_cvtusepi32_epi8(v));
+    const bp_qtype type = p->out_type;
+    const int neg = p->out_min < 0, need_hi = !(type == BP_QT_U8 && p->out_max == 255);
+    const size_t osz = type == BP_QT_S32 ? 4 : 1, oplane = e->oplane;
+    const int rend = cog - r0 < 16 ? cog - r0 : 16;
+    const rowpar *rp0 = e->rp + r0;
+    const bp_qmul *qm0 = e->qm + r0;
+    for (int t = 0; t < nt; t++) {
+        const int nseg = ns[t];
+        if (!nseg)
+            continue;
+        const int32_t *ct = c + 256 * t;
+        if (nseg == 1 && sg[t][0].n == 16) {
+            uint8_t *o = (uint8_t *)e->out + ((size_t)r0 * oplane + sg[t][0].at) * osz;
+            const size_t step = oplane * osz;
+            if (type == BP_QT_U8)
+                for (int i = 0; i < rend; i++, o += step)
+                    _mm_storeu_si128((__m128i *)o, _mm512_cvtusepi32_epi8(
+                                                       requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi)));
+            else if (type == BP_QT_S8)
+                for (int i = 0; i < rend; i++, o += step)
+                    _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(
+                                                       requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi)));
             else
-                _mm_mask_storeu_epi8((int8_t *)e->out + at, km, _mm512_cvtsepi32_epi8(v));
+                for (int i = 0; i < rend; i++, o += step)
+                    _mm512_storeu_si512((void *)o, requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi));
+            continue;
+        }
+        seg sl[16];
+        memcpy(sl, sg[t], sizeof(seg) * nseg);
+        for (int i = 0; i < rend; i++) {
+            const __m512i x = requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi);
+            const size_t rbase = (size_t)(r0 + i) * oplane;
+            for (int k = 0; k < nseg; k++) {
+                const __m512i v = _mm512_maskz_compress_epi32(sl[k].m, x);
+                const __mmask16 km = (__mmask16)((1u << sl[k].n) - 1);
+                const size_t at = rbase + sl[k].at;
+                /* clamped to the type's range: the saturating conversions are exact */
+                if (type == BP_QT_U8)
+                    _mm_mask_storeu_epi8((uint8_t *)e->out + at, km, _mm512_cvtusepi32_epi8(v));
+                else if (type == BP_QT_S8)
+                    _mm_mask_storeu_epi8((int8_t *)e->out + at, km, _mm512_cvtsepi32_epi8(v));
+                else
+                    _mm512_mask_storeu_epi32((int32_t *)e->out + at, km, v);
+            }
         }
     }
 }
@@ -522,27 +778,35 @@ typedef struct {
             _tile_dpbssd(C, A, B);   \
     } while (0)
 
+/* Software pipelined: block i's tile loads and tdps are issued before block
+ * i−1's epilogue, so the TMUL works while the vector units requantize (two
+ * C buffers, two segment sets). */
 AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, const uint8_t *W, const uint8_t *Q,
-                          size_t lq, const ptrdiff_t *toff, size_t nflat, int u8, const uint8_t *vec_ok, int32_t *cbuf)
+                          size_t lq, const ptrdiff_t *toff, size_t nflat, int u8, const int32_t *btile, int32_t *cbuf)
 {
     const size_t tb = gm->tile_bytes, qstride = lq * 4, kcq = (size_t)gm->kc * qstride;
-    const int khw = gm->khw, nch = gm->nch, astride = 4 * gm->kc;
-    seg sg[4][16];
-    int ns[4];
+    const int nouter = gm->nouter, nch = gm->nch, astride = 64, cog = gm->cog;
+    seg sg[2][4][16];
+    int ns[2][4];
+    fcursor cur = {0, 0, 0};
+    int32_t *cb[2] = {cbuf, cbuf + 1024};
+    int pend = 0, pmb = 0, psg = 0, blk = 0;
     if (gm->wide) {
         for (size_t f0 = 0; f0 < nflat; f0 += 32) {
-            ns[0] = segments(fm, f0, sg[0]);
-            ns[1] = segments(fm, f0 + 16, sg[1]);
-            for (int mb = 0; mb < gm->nmb; mb += 2) {
-                const uint8_t *w0 = W + (size_t)mb * khw * nch * tb, *w1 = w0 + (size_t)khw * nch * tb;
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-                for (int tap = 0; tap < khw; tap++) {
-                    const uint8_t *b = Q + (toff[tap] + f0) * 4;
+            const int si = (int)(f0 / 32) & 1;
+            ns[si][0] = segments(fm, &cur, sg[si][0]);
+            ns[si][1] = segments(fm, &cur, sg[si][1]);
+            for (int mb = 0; mb < gm->nmb; mb += 2, blk++) {
+                const uint8_t *w0 = W + (size_t)mb * nouter * nch * tb, *w1 = w0 + (size_t)nouter * nch * tb;
+                /* C starts from the bias rows */
+                _tile_loadd(0, btile + 256 * mb, 64);
+                _tile_loadd(1, btile + 256 * mb, 64);
+                _tile_loadd(2, btile + 256 * (mb + 1), 64);
+                _tile_loadd(3, btile + 256 * (mb + 1), 64);
+                for (int o = 0; o < nouter; o++) {
+                    const uint8_t *b = Q + (toff[o] + f0) * 4;
                     for (int ch = 0; ch < nch; ch++, b += kcq) {
-                        const size_t wo = ((size_t)tap * nch + ch) * tb;
+                        const size_t wo = ((size_t)o * nch + ch) * tb;
                         _tile_loadd(4, w0 + wo, astride);
                         _tile_loadd(6, b, qstride);
                         DP(u8, 0, 4, 6);
@@ -553,28 +817,39 @@ AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, c
                         DP(u8, 3, 5, 7);
                     }
                 }
-                _tile_stored(0, cbuf, 64);
-                _tile_stored(1, cbuf + 256, 64);
-                _tile_stored(2, cbuf + 512, 64);
-                _tile_stored(3, cbuf + 768, 64);
-                store_tile(e, cbuf, 16 * mb, sg[0], ns[0], gm->cog, vec_ok[mb]);
-                store_tile(e, cbuf + 256, 16 * mb, sg[1], ns[1], gm->cog, vec_ok[mb]);
-                if (16 * (mb + 1) < gm->cog) {
-                    store_tile(e, cbuf + 512, 16 * (mb + 1), sg[0], ns[0], gm->cog, vec_ok[mb + 1]);
-                    store_tile(e, cbuf + 768, 16 * (mb + 1), sg[1], ns[1], gm->cog, vec_ok[mb + 1]);
+                if (pend) {
+                    const int32_t *c = cb[(blk - 1) & 1];
+                    store_tiles(e, c, 2, 16 * pmb, sg[psg], ns[psg], cog);
+                    if (16 * (pmb + 1) < cog)
+                        store_tiles(e, c + 512, 2, 16 * (pmb + 1), sg[psg], ns[psg], cog);
                 }
+                int32_t *c = cb[blk & 1];
+                _tile_stored(0, c, 64);
+                _tile_stored(1, c + 256, 64);
+                _tile_stored(2, c + 512, 64);
+                _tile_stored(3, c + 768, 64);
+                pend = 1, pmb = mb, psg = si;
             }
         }
+        if (pend) {
+            const int32_t *c = cb[(blk - 1) & 1];
+            store_tiles(e, c, 2, 16 * pmb, sg[psg], ns[psg], cog);
+            if (16 * (pmb + 1) < cog)
+                store_tiles(e, c + 512, 2, 16 * (pmb + 1), sg[psg], ns[psg], cog);
+        }
     } else {
-        for (size_t f0 = 0; f0 < nflat; f0 += 64) {
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (int tap = 0; tap < khw; tap++) {
-                const uint8_t *b = Q + (toff[tap] + f0) * 4;
+        for (size_t f0 = 0; f0 < nflat; f0 += 64, blk++) {
+            const int si = blk & 1;
+            for (int t = 0; t < 4; t++)
+                ns[si][t] = segments(fm, &cur, sg[si][t]);
+            _tile_loadd(0, btile, 64);
+            _tile_loadd(1, btile, 64);
+            _tile_loadd(2, btile, 64);
+            _tile_loadd(3, btile, 64);
+            for (int o = 0; o < nouter; o++) {
+                const uint8_t *b = Q + (toff[o] + f0) * 4;
                 for (int ch = 0; ch < nch; ch++, b += kcq) {
-                    _tile_loadd(4, W + ((size_t)tap * nch + ch) * tb, astride);
+                    _tile_loadd(4, W + ((size_t)o * nch + ch) * tb, astride);
                     _tile_loadd(5, b, qstride);
                     DP(u8, 0, 4, 5);
                     _tile_loadd(6, b + 64, qstride);
@@ -585,15 +860,17 @@ AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, c
                     DP(u8, 3, 4, 5);
                 }
             }
-            _tile_stored(0, cbuf, 64);
-            _tile_stored(1, cbuf + 256, 64);
-            _tile_stored(2, cbuf + 512, 64);
-            _tile_stored(3, cbuf + 768, 64);
-            for (int t = 0; t < 4; t++) {
-                ns[t] = segments(fm, f0 + 16 * t, sg[t]);
-                store_tile(e, cbuf + 256 * t, 0, sg[t], ns[t], gm->cog, vec_ok[0]);
-            }
+            if (pend)
+                store_tiles(e, cb[si ^ 1], 4, 0, sg[si ^ 1], ns[si ^ 1], cog);
+            int32_t *c = cb[si];
+            _tile_stored(0, c, 64);
+            _tile_stored(1, c + 256, 64);
+            _tile_stored(2, c + 512, 64);
+            _tile_stored(3, c + 768, 64);
+            pend = 1;
         }
+        if (pend)
+            store_tiles(e, cb[(blk - 1) & 1], 4, 0, sg[(blk - 1) & 1], ns[(blk - 1) & 1], cog);
     }
 }
 
@@ -605,6 +882,8 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
     int nxc;
     if (!geom_of(p, &gm) || !row_runs(p, &gm, runs, &nxc))
         return 0;
+    static _Thread_local xblocks xbs;
+    const xblocks *xb = expand_blocks(p, &gm, &xbs) ? &xbs : NULL;
     wentry *we = acquire_weights(p, &gm, wpanel);
     if (!we)
         return 0;
@@ -612,14 +891,13 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
     bp_qconv_out_hw(p, &oh, &ow);
     const size_t plane = (size_t)p->h * p->w, oplane = (size_t)oh * ow, img = img_px(&gm);
     const size_t lqmax = lq_of(&gm, gm.nbmax);
-    const size_t qbytes = ((size_t)gm.cqp * lqmax + q_slack(&gm)) * 4;
+    const size_t qbytes = ((size_t)gm.nrp * lqmax + q_slack(&gm)) * 4;
     uint8_t *Q = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint8_t *T = Q + (qbytes + 63) / 64 * 64;
-    int32_t *cbuf = (int32_t *)(T + (4 * lqmax + 63) / 64 * 64);
+    int32_t *cbuf = (int32_t *)(T + 4 * tch_of(&gm, gm.nbmax));
     const size_t rows = (size_t)gm.nmb * 16;
-    int32_t *rpv = cbuf + 1024;
-    rowpar rp = {rpv, rpv + rows, rpv + 2 * rows, rpv + 3 * rows, rpv + 4 * rows, rpv + 5 * rows};
-    uint8_t vok[64];
+    int32_t *btile = cbuf + 2048;               /* rows x 16: each row's bias, repeated */
+    rowpar *rp = (rowpar *)(btile + rows * 16); /* rows */
     tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -632,48 +910,32 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
         cfg.colsb[t] = (uint16_t)(is_a ? 4 * gm.kc : 64);
     }
     _tile_loadconfig(&cfg);
-    const size_t per_group = (size_t)gm.nmb * gm.khw * gm.nch * gm.tile_bytes;
+    const size_t per_group = (size_t)gm.nmb * gm.nouter * gm.nch * gm.tile_bytes;
     const size_t osz = bp_qtype_size(p->out_type);
     for (int g = 0; g < p->group; g++) {
         const bp_qmul *gq = qm + (size_t)g * gm.cog;
-        for (int mb = 0; mb < gm.nmb; mb++) {
-            int ok = 1;
-            for (int i = 0; i < 16; i++) {
-                const int r = 16 * mb + i;
-                bp_qmul q = r < gm.cog ? gq[r] : (bp_qmul){0, 0};
-                rp.bias[r] = r < gm.cog && bias ? bias[(size_t)g * gm.cog + r] : 0;
-                rp.mult[r] = q.mult;
-                rp.right[r] = -q.shift;
-                const uint32_t mk = q.shift <= 0 && q.shift >= -31 ? (uint32_t)(((uint64_t)1 << -q.shift) - 1) : 0;
-                rp.mask[r] = (int32_t)mk;
-                rp.half[r] = (int32_t)(mk >> 1);
-                rp.zero[r] = q.mult == 0;
-                if (q.shift > 0 || q.shift < -31)
-                    ok = 0;
-            }
-            vok[mb] = (uint8_t)ok;
+        for (size_t r = 0; r < rows; r++) {
+            const int real = r < (size_t)gm.cog;
+            const int32_t b = real && bias ? bias[(size_t)g * gm.cog + r] : 0;
+            for (int j = 0; j < 16; j++)
+                btile[r * 16 + j] = b;
+            rp[r] = row_of(real ? gq[r] : (bp_qmul){0, BP_QMUL_ZERO_SHIFT});
         }
         for (int n0 = 0; n0 < p->n; n0 += gm.nbmax) {
             const int nb = p->n - n0 < gm.nbmax ? p->n - n0 : gm.nbmax;
             const size_t lq = lq_of(&gm, nb);
-            ptrdiff_t toff[MAX_TAPS];
-            for (int ky = 0; ky < p->kh; ky++)
-                for (int kx = 0; kx < p->kw; kx++) {
-                    const int yy = ky * p->dil_h, xx = kx * p->dil_w;
-                    const int slot = gm.slot_of[yy % gm.sh * MAX_STRIDE + xx % gm.sw];
-                    toff[ky * p->kw + kx] = (ptrdiff_t)slot * nb * (ptrdiff_t)img +
-                                            (ptrdiff_t)(yy / gm.sh) * gm.wps + xx / gm.sw;
-                }
+            static _Thread_local amx_plan pl;
+            plan_of(p, &gm, nb, &pl);
             /* the slack after this pass's planes: read only by flats never stored */
-            memset(Q + (size_t)gm.cqp * lq * 4, 0, q_slack(&gm) * 4);
+            memset(Q + (size_t)gm.nrp * lq * 4, 0, q_slack(&gm) * 4);
             const uint8_t *gin = (const uint8_t *)in + ((size_t)n0 * p->cin + (size_t)g * gm.cig) * plane;
-            build_quads(p, &gm, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, T, Q);
-            epi e = {p, &rp, gq, (uint8_t *)out + ((size_t)n0 * p->cout + (size_t)g * gm.cog) * oplane * osz,
+            build_quads(p, &gm, &pl, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, xb, T, Q);
+            epi e = {p, rp, gq, (uint8_t *)out + ((size_t)n0 * p->cout + (size_t)g * gm.cog) * oplane * osz,
                      oplane};
-            flatmap fm = {oh, ow, gm.wps, img, nb, (size_t)p->cout * oplane};
+            flatmap fm = {oh, ow, gm.wps, gm.hps, nb, (size_t)p->cout * oplane};
             const size_t nflat = (size_t)(nb - 1) * img + (size_t)oh * gm.wps;
-            run_group(&gm, &e, &fm, we->packed + (size_t)g * per_group, Q, lq, toff, nflat,
-                      p->in_type == BP_QT_U8, vok, cbuf);
+            run_group(&gm, &e, &fm, we->packed + (size_t)g * per_group, Q, lq, pl.toff, nflat,
+                      p->in_type == BP_QT_U8, btile, cbuf);
         }
     }
     _tile_release();
