@@ -204,8 +204,10 @@ static int geom_of(const bp_qconv_params *p, amx_geom *gm)
 /* Replica rep's plane sy: which T slot it copies and the shift (pixels) of
  * its reads; and outer tap o's offset in a Q row (pixels, for nb images). */
 typedef struct {
-    ptrdiff_t src_slot[MAX_TAPS][MAX_STRIDE * MAX_STRIDE]; /* start of the T slot plane */
-    ptrdiff_t shift[MAX_TAPS][MAX_STRIDE * MAX_STRIDE];
+    /* planes per Q row: REP_NONE has one tap per pass (a 1x1 conv: one slot)
+     * or kw = 1 (slots = row phases), REP_KX the row phases, REP_ALL one */
+    ptrdiff_t src_slot[MAX_TAPS][MAX_STRIDE]; /* start of the T slot plane */
+    ptrdiff_t shift[MAX_TAPS][MAX_STRIDE];
     ptrdiff_t toff[MAX_TAPS];
 } amx_plan;
 
@@ -384,7 +386,7 @@ typedef struct {
     __mmask64 sm;    /* destination bytes of the run */
 } xrun;
 
-#define MAX_RUNS 512
+#define MAX_RUNS 256
 
 /* Runs of one phase row per slot: run c covers destination columns c·cl ..
  * c·cl + cl − 1 from a 64-byte source window (cl = 64 / sw). */
@@ -882,7 +884,7 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
     int nxc;
     if (!geom_of(p, &gm) || !row_runs(p, &gm, runs, &nxc))
         return 0;
-    static _Thread_local xblocks xbs;
+    xblocks xbs;
     const xblocks *xb = expand_blocks(p, &gm, &xbs) ? &xbs : NULL;
     wentry *we = acquire_weights(p, &gm, wpanel);
     if (!we)
@@ -924,7 +926,7 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
         for (int n0 = 0; n0 < p->n; n0 += gm.nbmax) {
             const int nb = p->n - n0 < gm.nbmax ? p->n - n0 : gm.nbmax;
             const size_t lq = lq_of(&gm, nb);
-            static _Thread_local amx_plan pl;
+            amx_plan pl;
             plan_of(p, &gm, nb, &pl);
             /* the slack after this pass's planes: read only by flats never stored */
             memset(Q + (size_t)gm.nrp * lq * 4, 0, q_slack(&gm) * 4);

@@ -2,7 +2,8 @@
  *
  * The integer path is the code between the quantized input and the logits:
  * quant/int_engine.c (the engine), quant/qkernels.c (dispatch, panels),
- * quant/kern_ref.c, quant/kern_avx2.c (kernels) and quant/requant.c (the
+ * quant/kern_ref.c, quant/kern_avx2.c, quant/kern_dw.c, quant/kern_amx.c
+ * (kernels) and quant/requant.c (the
  * requantization helpers). This suite disassembles those objects from this
  * build (objdump -d) and fails on
  *   - any x87 instruction (mnemonics starting with 'f'),
@@ -11,9 +12,9 @@
  * (register moves and bitwise logic on xmm/ymm registers are not arithmetic
  * and are allowed: compilers use them to copy and zero memory), and checks
  * with nm that every symbol those objects import is either defined by one of
- * them or is on a short allow-list (memcpy/memset/allocation, bp_error for
- * failure messages, CPU feature detection) — so no call can leave the checked
- * set into libm or other floating-point code. A positive control runs the
+ * them or is on a short allow-list (memcpy/memset/memcmp/allocation, bp_error
+ * for failure messages, CPU feature detection, syscall for the AMX permission
+ * request) — so no call can leave the checked set into libm or other floating-point code. A positive control runs the
  * same checker on quant/requant_prep.o and quant/qmodel.o, which must be
  * flagged (they compute scales with doubles and call frexp/round). */
 #include <criterion/criterion.h>
@@ -25,7 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *int_objs[] = {"int_engine", "qkernels", "kern_ref", "kern_avx2", "kern_dw", "requant"};
+static const char *int_objs[] = {"int_engine", "qkernels", "kern_ref", "kern_avx2", "kern_dw", "kern_amx",
+                                 "requant"};
 #define NINT (int)(sizeof int_objs / sizeof *int_objs)
 
 static char objdir[PATH_MAX];
@@ -129,8 +131,8 @@ static int defined_in_int_objs(const char *sym)
     return 0;
 }
 
-static const char *allowed[] = {"memcpy", "memset", "malloc", "calloc", "free", "aligned_alloc",
-                                "bp_error", "bp_error_wrap", "__stack_chk_fail",
+static const char *allowed[] = {"memcpy", "memset", "memcmp", "malloc", "calloc", "free", "aligned_alloc",
+                                "syscall", "bp_error", "bp_error_wrap", "__stack_chk_fail",
                                 "__cpu_indicator_init", "__cpu_model", "_GLOBAL_OFFSET_TABLE_"};
 
 Test(nofloat, integer_path_has_no_float_instructions)
