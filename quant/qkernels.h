@@ -3,14 +3,22 @@
  * requantization (quant/requant.h), clamp, store.
  *
  * Implementations with identical results, chosen at run time unless the caller
- * forces one with bp_qkern_set_impl: AVX-512 VNNI, AVX-VNNI (convs: uint8
- * activation quads and vpdpbusd, signed inputs shifted by 128 and corrected
- * through the bias; depthwise convs and GEMMs: the AVX2 kernels, GEMM with
- * vpdpwssd), AVX2 (int16 pairs and vpmaddwd), and a portable C reference.
+ * forces one with bp_qkern_set_impl: AMX (convs except depthwise: int8 tiles,
+ * tdpbssd/tdpbsud on an implicit GEMM over channel quads, kern_amx.c; the
+ * rest as AVX-512 VNNI), AVX-512 VNNI, AVX-VNNI (convs: uint8 activation
+ * quads and vpdpbusd, signed inputs shifted by 128 and corrected through the
+ * bias; depthwise convs and GEMMs: the AVX2 kernels, GEMM with vpdpwssd),
+ * AVX2 (int16 pairs and vpmaddwd), and a portable C reference.
  * CPU features are looked up once (AVX2 and AVX-512 F/BW/VL by
  * __builtin_cpu_supports; AVX-VNNI, CPUID leaf 7 subleaf 1 EAX bit 4, and
- * AVX512_VNNI, leaf 7 ECX bit 11, by CPUID). Kernels never allocate: callers
- * pass scratch of bp_qconv_buffer_size()/bp_qgemm_buffer_size() bytes.
+ * AVX512_VNNI, leaf 7 ECX bit 11, by CPUID; AMX-TILE/AMX-INT8, leaf 7 EDX bits
+ * 24/25, with AVX512_VBMI/VBMI2 and the OS's tile state, plus Linux's
+ * arch_prctl(ARCH_REQ_XCOMP_PERM) permission, asked once per process). Kernels
+ * never allocate: callers pass scratch of bp_qconv_buffer_size()/
+ * bp_qgemm_buffer_size() bytes. The one exception is the AMX kernel's weight
+ * cache: each panel is repacked once into tile layout (heap memory kept for
+ * the process, at most 16 panels, checked against a copy of the panel's bytes
+ * on every call so a rewritten panel is repacked).
  *
  * Value ranges. Activations have zero point 0: BP_QT_U8 holds 0..255 (after
  * ReLU/ReLU6), BP_QT_S8 −128..127; lower activation bit-widths use the same

@@ -3,9 +3,8 @@
  * The integer path is the code between the quantized input and the logits:
  * quant/int_engine.c (the engine), quant/qkernels.c (dispatch, panels),
  * quant/kern_ref.c, quant/kern_avx2.c, quant/kern_dw.c, quant/kern_amx.c
- * (kernels) and quant/requant.c (the
- * requantization helpers). This suite disassembles those objects from this
- * build (objdump -d) and fails on
+ * (kernels) and quant/requant.c (the requantization helpers). This suite
+ * disassembles those objects from this build (objdump -d) and fails on
  *   - any x87 instruction (mnemonics starting with 'f'),
  *   - any SSE/AVX floating-point arithmetic, comparison, conversion, FMA,
  *     square root, min/max, rounding or reciprocal (…ss/sd/ps/pd forms, cvt…),
@@ -14,8 +13,9 @@
  * with nm that every symbol those objects import is either defined by one of
  * them or is on a short allow-list (memcpy/memset/memcmp/allocation, bp_error
  * for failure messages, CPU feature detection, syscall for the AMX permission
- * request) — so no call can leave the checked set into libm or other floating-point code. A positive control runs the
- * same checker on quant/requant_prep.o and quant/qmodel.o, which must be
+ * request) — so no call can leave the checked set into libm or other
+ * floating-point code. A positive control runs the same checker on
+ * quant/requant_prep.o and quant/qmodel.o, which must be
  * flagged (they compute scales with doubles and call frexp/round). */
 #include <criterion/criterion.h>
 #include <libgen.h>

@@ -518,7 +518,7 @@ Test(qkernels, amx_weight_cache_sees_rewritten_panel)
                          .group = 1, .wbits = 8, .in_type = BP_QT_U8, .out_type = BP_QT_S32,
                          .out_min = INT32_MIN, .out_max = INT32_MAX};
     const int k = 16 * 9;
-    uint8_t in[16 * 81];
+    uint8_t in[144 * 81]; /* enough for the 144-channel view */
     for (size_t i = 0; i < sizeof in; i++)
         in[i] = (uint8_t)xr();
     bp_qmul qm[32];
