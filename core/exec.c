@@ -30,6 +30,8 @@ struct bp_exec {
     unsigned char *rzero, *rgzero; /* R-value / R-gradient is logically zero */
     unsigned char *vzero;         /* PARAM: the direction v is zero on it */
     unsigned char *gfresh;        /* gradient not yet written this backward (garbage) */
+    unsigned char *need;          /* BP_EXEC_PARAM_GRADS: a trainable parameter lies upstream */
+    int grads_valid;              /* activation gradients are those of the last forward */
     void **state;                 /* (nnodes) */
     bp_real *scratch;
     bp_real *prob;                /* softmax of the output after the loss */
@@ -113,6 +115,7 @@ void bp_exec_free(bp_exec *ex)
     free(ex->rgzero);
     free(ex->vzero);
     free(ex->gfresh);
+    free(ex->need);
     free(ex->state);
     free(ex->scratch);
     free(ex->prob);
@@ -153,10 +156,18 @@ bp_exec *bp_exec_new(const bp_graph *g, int max_batch, unsigned flags)
     ex->rgzero = calloc(nv, 1);
     ex->vzero = calloc(nv, 1);
     ex->gfresh = calloc(nv, 1);
+    ex->need = calloc(nv, 1);
     ex->state = calloc(g->nnodes ? g->nnodes : 1, sizeof *ex->state);
     if (!ex->dims || !ex->ndim || !ex->cap || !ex->act || !ex->grad || !ex->ract || !ex->rgrad ||
-        !ex->rzero || !ex->rgzero || !ex->vzero || !ex->gfresh || !ex->state)
+        !ex->rzero || !ex->rgzero || !ex->vzero || !ex->gfresh || !ex->need || !ex->state)
         goto nomem;
+    for (int i = 0; i < g->nnodes; i++) {
+        const bp_node *nd = &g->nodes[i];
+        int need = !(flags & BP_EXEC_PARAM_GRADS);
+        for (int j = 0; j < nd->nin; j++)
+            need |= is_param(g, nd->in[j]) ? param_trains(g, nd, j) : ex->need[nd->in[j]];
+        ex->need[nd->out] = (unsigned char)need;
+    }
     if (resolve(ex, max_batch)) {
         bp_exec_free(ex);
         return NULL;
@@ -255,7 +266,7 @@ bp_status bp_forward(bp_exec *ex, bp_real *params, const bp_real *x, int n, bp_m
     if (n < 1 || n > ex->max_batch)
         return bp_error(BP_ERR_ARG, "exec: batch of %d samples (executor takes 1..%d)", n,
                         ex->max_batch);
-    ex->fwd_done = ex->loss_done = 0;
+    ex->fwd_done = ex->loss_done = ex->grads_valid = 0;
     if (n != ex->n) {
         bp_status st = resolve(ex, n);
         if (st)
@@ -296,6 +307,7 @@ bp_status bp_loss_softmax_ce(bp_exec *ex, const int *labels, double *loss, int *
     out_shape(ex, &rows, &classes);
     if (classes < 1)
         return bp_error(BP_ERR_SHAPE, "loss: output '%s' has no classes", ex->g->values[o].name);
+    ex->grads_valid = 0;
     bp_status st = bp_softmax_ce_rows(ex->act[o], rows, classes, labels, ex->prob, ex->grad[o],
                                       loss, correct);
     if (st)
@@ -319,7 +331,13 @@ static void zero_buf(bp_real *p, size_t n)
     }
 }
 
-/* Ordinary backward of node i into activation grads and (if gparams) params. */
+/* Whether value v's gradient is computed: always, unless BP_EXEC_PARAM_GRADS
+ * and no trainable parameter lies upstream of v (the model input, say). */
+static int needed(const bp_exec *ex, int v)
+{
+    return !(ex->flags & BP_EXEC_PARAM_GRADS) || (v >= 0 && ex->need[v]);
+}
+
 /* Points the context's dy and dx at the gradient buffers: activations get
  * their gradient (the first writer of a fresh one is told to write rather
  * than add), trainable parameters their slice of gparams. */
@@ -334,6 +352,8 @@ static void set_grads(bp_exec *ex, const bp_node *nd, bp_opctx *c, bp_real *gpar
     for (int j = 0; j < nd->nin; j++) {
         int v = nd->in[j];
         if (!is_param(g, v)) {
+            if (!needed(ex, v))
+                continue;
             c->dx[j] = ex->grad[v];
             if (ex->gfresh[v]) {
                 /* first writer: writes instead of adding, unless the value
@@ -379,10 +399,13 @@ bp_status bp_backward(bp_exec *ex, bp_real *params, bp_real *gparams)
         return bp_error(BP_ERR_ARG, "backward: call bp_loss_softmax_ce after bp_forward first");
     fresh_grads(ex);
     for (int i = ex->g->nnodes - 1; i >= 0; i--) {
+        if (!needed(ex, ex->g->nodes[i].out))
+            continue; /* nothing trainable before it */
         bp_status st = node_backward(ex, i, params, gparams);
         if (st)
             return st;
     }
+    ex->grads_valid = 1;
     return BP_OK;
 }
 
@@ -488,27 +511,40 @@ static bp_status rop_backward(bp_exec *ex, const bp_real *params, const bp_real 
         return bp_error(BP_ERR_ARG, "R-backward: executor made without BP_EXEC_ROP");
     if (!ex->loss_done || ex->mode != BP_MODE_INFER)
         return bp_error(BP_ERR_ARG, "R-backward: needs forward (inference mode), loss and R-forward first");
-    fresh_grads(ex);
+    /* With BP_EXEC_PARAM_GRADS the activation gradients of an earlier
+     * backward over this forward are still valid (R-passes never write them):
+     * only the R-terms are computed, unless the caller wants the gradient. */
+    int reuse = (ex->flags & BP_EXEC_PARAM_GRADS) && ex->grads_valid && !gparams;
+    if (!reuse)
+        fresh_grads(ex);
     for (int v = 0; v < g->nvalues; v++)
         if (v != g->output)
             ex->rgzero[v] = 1;
     scan_direction(ex, vparams); /* the caller may pass another buffer than to R-forward */
     for (int i = g->nnodes - 1; i >= 0; i--) {
         const bp_node *nd = &g->nodes[i];
+        if (!needed(ex, nd->out))
+            continue; /* nothing trainable before it */
         bp_opctx c;
         ctx_init(ex, i, (bp_real *)params, &c);
-        set_grads(ex, nd, &c, gparams);
+        if (reuse)
+            c.dy = ex->grad[nd->out];
+        else
+            set_grads(ex, nd, &c, gparams);
         c.rdy = ex->rgzero[nd->out] ? NULL : ex->rgrad[nd->out];
         int any = c.rdy != NULL;
         for (int j = 0; j < nd->nin; j++)
             any |= (c.rx[j] = rx_of(ex, nd, j, vparams)) != NULL;
-        bp_status st;
+        bp_status st = BP_OK;
         if (!any) {
-            st = bp_op_backward(&c); /* nothing moves along v here */
+            if (!reuse)
+                st = bp_op_backward(&c); /* nothing moves along v here */
         } else {
             for (int j = 0; j < nd->nin; j++) {
                 int v = nd->in[j];
                 if (!is_param(g, v)) {
+                    if (!needed(ex, v))
+                        continue;
                     if (ex->rgzero[v]) {
                         /* first writer writes (as for gradients), unless the
                          * value also sits in another slot of this node */
@@ -531,6 +567,7 @@ static bp_status rop_backward(bp_exec *ex, const bp_real *params, const bp_real 
         if (st)
             return bp_error_wrap(st, "R-backward");
     }
+    ex->grads_valid = 1;
     return BP_OK;
 }
 

@@ -32,7 +32,15 @@ typedef enum {
 
 enum {
     BP_EXEC_GRAD = 1 << 0, /* keep gradient buffers for backward */
-    BP_EXEC_ROP = 1 << 1   /* keep R-value buffers for Hessian-vector products */
+    BP_EXEC_ROP = 1 << 1,  /* keep R-value buffers for Hessian-vector products */
+    /* Only parameter gradients and H v are wanted: activation gradients and
+     * R-gradients are computed only where they lead to a trainable parameter
+     * (never the model input's), so bp_exec_grad / bp_exec_rgrad are not
+     * valid; and after a backward or R-backward without gparams, further
+     * R-backwards over the same forward reuse the ordinary activation
+     * gradients instead of recomputing them (one forward, several
+     * directions). Parameter trainable flags are read at bp_exec_new. */
+    BP_EXEC_PARAM_GRADS = 1 << 2
 };
 
 typedef struct bp_exec bp_exec;

@@ -162,6 +162,8 @@ bp_status bp_bn_forward(bp_opctx *c)
 
 bp_status bp_bn_backward(bp_opctx *c)
 {
+    if (!c->dx[0] && !c->dx[1] && !c->dx[2])
+        return BP_OK; /* an R-pass reusing the ordinary gradients */
     bdims d;
     bdims_of(c, &d);
     const bp_real *x = c->x[0], *sc = c->x[1], *dy = c->dy;

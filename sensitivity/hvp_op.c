@@ -261,7 +261,9 @@ static bp_status op_new(const bp_graph *g, bp_stream *s, const bp_real *x, const
         m->blocks[l].len = m->layers[l].params;
         m->dim += m->layers[l].params;
     }
-    m->ex = bp_exec_new(g, m->cal.batch, BP_EXEC_GRAD | BP_EXEC_ROP);
+    /* only the weights' products are wanted: no input gradient, and the R-passes
+     * of a group share the ordinary backward of the first */
+    m->ex = bp_exec_new(g, m->cal.batch, BP_EXEC_GRAD | BP_EXEC_ROP | BP_EXEC_PARAM_GRADS);
     if (!m->ex) {
         st = bp_error_wrap(BP_ERR_NOMEM, "hessian operator");
         goto fail;

@@ -372,3 +372,57 @@ Test(hvp, rop_rejects_training_forward)
     cr_expect_eq(bp_rop_forward(c.ex, c.g->params, NULL, -1, NULL), BP_ERR_ARG);
     teardown(&c);
 }
+
+/* BP_EXEC_PARAM_GRADS: after one forward, R-passes along three directions
+ * (the second and third reuse the first's activation gradients, and no
+ * gradient reaches the input) give the H v of separate bp_hvp calls on a
+ * plain executor, to 1e-12 relative; so does the parameter gradient of a
+ * plain bp_backward on the same executor. Runs on both test nets, with the
+ * first layer's bias frozen (non-trainable) to exercise the upstream rule. */
+static void check_param_grads(bp_graph *g, int n, uint64_t seed)
+{
+    hcase c;
+    setup(&c, g, n, seed);
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].nin > 2 && g->values[g->nodes[i].in[2]].kind == BP_VAL_PARAM) {
+            g->values[g->nodes[i].in[2]].trainable = 0;
+            break;
+        }
+    bp_exec *ex = bp_exec_new(g, n, BP_EXEC_ROP | BP_EXEC_PARAM_GRADS);
+    cr_assert_not_null(ex, "%s", bp_last_error());
+    size_t np = g->nparams;
+    bp_real *v[3], *ref = malloc(np * sizeof *ref), *got = malloc(np * sizeof *got);
+    for (int d = 0; d < 3; d++)
+        v[d] = direction(g);
+    /* the third direction lives on one parameter only */
+    for (size_t i = 0; i < np / 2; i++)
+        v[2][i] = 0;
+    bp_real *g0 = calloc(np, sizeof *g0), *g1 = calloc(np, sizeof *g1);
+    loss_of(ex, g, c.x, n, c.lab, BP_MODE_INFER);
+    cr_assert_eq(bp_backward(ex, g->params, g1), BP_OK, "%s", bp_last_error());
+    grad_at(&c, g0);
+    cr_assert_leq(rel_err(g1, g0, np), 1e-12, "gradient with BP_EXEC_PARAM_GRADS");
+    for (int round = 0; round < 2; round++) {
+        /* round 0: after bp_backward; round 1: the first R-pass does the backward */
+        loss_of(ex, g, c.x, n, c.lab, BP_MODE_INFER);
+        if (round == 0)
+            cr_assert_eq(bp_backward(ex, g->params, NULL), BP_OK);
+        for (int d = 0; d < 3; d++) {
+            hvp(&c, v[d], ref, NULL);
+            memset(got, 0, np * sizeof *got);
+            cr_assert_eq(bp_rop_forward(ex, g->params, v[d], -1, NULL), BP_OK, "%s", bp_last_error());
+            cr_assert_eq(bp_loss_softmax_ce_rop(ex, c.lab), BP_OK);
+            cr_assert_eq(bp_rop_backward(ex, g->params, v[d], got), BP_OK, "%s", bp_last_error());
+            double e = rel_err(got, ref, np);
+            cr_assert_leq(e, 1e-12, "round %d direction %d: relative error %.3g", round, d, e);
+        }
+    }
+    for (int d = 0; d < 3; d++)
+        free(v[d]);
+    free(ref), free(got), free(g0), free(g1);
+    bp_exec_free(ex);
+    teardown(&c);
+}
+
+Test(hvp, param_grads_flag_conv_net) { check_param_grads(conv_net(), 3, 51); }
+Test(hvp, param_grads_flag_matmul_net) { check_param_grads(matmul_net(), 4, 52); }
