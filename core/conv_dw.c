@@ -64,14 +64,12 @@ size_t bp_dw_scratch(const bp_dwgeom *d)
  * in kernel order). Returns whether every phase plane has a tap. They live
  * in the thread's scratch: the kernel size has no bound and passes must not
  * allocate. */
-typedef struct {
-    long *xoff, *yoff, *order;
-} taps;
+typedef bp_dwtaps taps;
 
-static int tap_tables(const bp_dwgeom *d, bp_real *mem, taps *tb)
+int bp_dw_tap_tables(const bp_dwgeom *d, void *mem, bp_dwtaps *tb)
 {
     int khw = d->kh * d->kw, nph = d->sh * d->sw, n = 0, phases = 0;
-    tb->xoff = (long *)(void *)mem;
+    tb->xoff = (long *)mem;
     tb->yoff = tb->xoff + khw;
     tb->order = tb->yoff + khw;
     for (int ph = 0; ph < nph && n < khw; ph++) {
@@ -92,7 +90,7 @@ static int tap_tables(const bp_dwgeom *d, bp_real *mem, taps *tb)
     return phases == nph;
 }
 
-static int tap_phase(const bp_dwgeom *d, long k)
+int bp_dw_tap_phase(const bp_dwgeom *d, long k)
 {
     int i = (int)k / d->kw, j = (int)k % d->kw;
     return (i * d->dh % d->sh) * d->sw + j * d->dw % d->sw;
@@ -219,7 +217,7 @@ int bp_dw_use_kernels(const char *name)
 #endif
 
 /* xph <- phase planes of one input plane x (H x W), zeros outside it. */
-NO_LIBCALL static void pack(const bp_dwgeom *d, const bp_real *restrict x, bp_real *restrict xph)
+NO_LIBCALL void bp_dw_pack(const bp_dwgeom *d, const bp_real *restrict x, bp_real *restrict xph)
 {
     for (int pr = 0; pr < d->sh; pr++)
         for (int pc = 0; pc < d->sw; pc++) {
@@ -260,7 +258,7 @@ NO_LIBCALL static void pack(const bp_dwgeom *d, const bp_real *restrict x, bp_re
 }
 
 /* dyb <- lead zeros, then dy (OH x OW) with row stride Wq, zeros after. */
-NO_LIBCALL static void pack_dy(const bp_dwgeom *d, const bp_real *restrict dy, bp_real *restrict dyb)
+NO_LIBCALL void bp_dw_pack_dy(const bp_dwgeom *d, const bp_real *restrict dy, bp_real *restrict dyb)
 {
     for (long t = 0; t < d->lead; t++)
         dyb[t] = 0;
@@ -283,7 +281,7 @@ NO_LIBCALL static void pack_dy(const bp_dwgeom *d, const bp_real *restrict dy, b
 /* dx (H x W) += the phase planes dxph, read back in input coordinates.
  * Input positions past the last phase row or column were never read by the
  * forward: their gradient is zero. */
-NO_LIBCALL static void unpack_add(const bp_dwgeom *d, const bp_real *restrict dxph, bp_real *restrict dx)
+NO_LIBCALL void bp_dw_unpack_add(const bp_dwgeom *d, const bp_real *restrict dxph, bp_real *restrict dx)
 {
     for (int pr = 0; pr < d->sh; pr++)
         for (int pc = 0; pc < d->sw; pc++) {
@@ -329,7 +327,7 @@ void bp_dw_forward(const bp_dwgeom *d, int N, const bp_real *x0, const bp_real *
         bp_real *xph = scratch + per * omp_get_thread_num();
         bp_real *flat = xph + xph_size(d);
         taps tb;
-        tap_tables(d, xph + tab, &tb);
+        bp_dw_tap_tables(d, xph + tab, &tb);
 #pragma omp for collapse(2) schedule(static)
         for (int s = 0; s < N; s++)
             for (int ch = 0; ch < d->C; ch++) {
@@ -338,7 +336,7 @@ void bp_dw_forward(const bp_dwgeom *d, int N, const bp_real *x0, const bp_real *
                 for (int k = 0; k < 2; k++) {
                     if (!xs[k] || !ws[k])
                         continue;
-                    pack(d, xs[k] + pi * in, xph);
+                    bp_dw_pack(d, xs[k] + pi * in, xph);
                     K->sum(d->T, flat, xph, tb.xoff, ws[k] + (size_t)ch * khw, NULL, khw, set);
                     set = 0;
                 }
@@ -407,16 +405,16 @@ void bp_dw_backward(const bp_dwgeom *d, int N, const bp_dwgroup *gr, int ngr, bp
         bp_real *xb = base, *yb = xb + NSLOT * sx, *dxph = yb + NSLOT * sy;
         bp_real *wacc = dxph + sx + round_up((size_t)d->plane);
         taps tb;
-        int all_phases = tap_tables(d, base + per - tab_size(d), &tb);
+        int all_phases = bp_dw_tap_tables(d, base + per - tab_size(d), &tb);
 #pragma omp for schedule(static)
         for (int ch = 0; ch < d->C; ch++) {
             memset(wacc, 0, (size_t)ngr * khw * sizeof *wacc);
             for (int s = 0; s < N; s++) {
                 size_t pi = (size_t)s * d->C + ch;
                 for (int i = 0; i < nx; i++)
-                    pack(d, xkey[i] + pi * in, xb + i * sx);
+                    bp_dw_pack(d, xkey[i] + pi * in, xb + i * sx);
                 for (int i = 0; i < ny; i++)
-                    pack_dy(d, ykey[i] + pi * out, yb + i * sy);
+                    bp_dw_pack_dy(d, ykey[i] + pi * out, yb + i * sy);
                 for (int q = 0; q < ngr; q++) {
                     /* dW: one dot product per tap and term */
                     for (int k = 0; k < gr[q].nt; k++)
@@ -432,8 +430,8 @@ void bp_dw_backward(const bp_dwgeom *d, int N, const bp_dwgroup *gr, int ngr, bp
                     if (!all_phases) /* planes no tap reaches stay zero */
                         memset(dxph, 0, (size_t)d->sh * d->sw * d->plane * sizeof *dxph);
                     for (int n0 = 0; n0 < khw;) {
-                        int ph = tap_phase(d, tb.order[n0]), n1 = n0 + 1;
-                        while (n1 < khw && tap_phase(d, tb.order[n1]) == ph)
+                        int ph = bp_dw_tap_phase(d, tb.order[n0]), n1 = n0 + 1;
+                        while (n1 < khw && bp_dw_tap_phase(d, tb.order[n1]) == ph)
                             n1++;
                         bp_real *dst = dxph + (size_t)ph * d->plane;
                         int set = all_phases;
@@ -446,7 +444,7 @@ void bp_dw_backward(const bp_dwgeom *d, int N, const bp_dwgroup *gr, int ngr, bp
                         }
                         n0 = n1;
                     }
-                    unpack_add(d, dxph, gr[q].dx + pi * in);
+                    bp_dw_unpack_add(d, dxph, gr[q].dx + pi * in);
                 }
             }
             for (int q = 0; q < ngr; q++)

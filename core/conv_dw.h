@@ -65,6 +65,28 @@ typedef struct {
 void bp_dw_backward(const bp_dwgeom *d, int N, const bp_dwgroup *gr, int ngr, bp_real *scratch,
                     int nth);
 
+/* ---- phase-plane helpers, shared with the direct conv (conv_direct.c) ---- */
+
+/* xph <- the sh*sw phase planes (each Hq x Wq) of one input plane x (H x W),
+ * zeros outside it. Writes every element. */
+void bp_dw_pack(const bp_dwgeom *d, const bp_real *x, bp_real *xph);
+/* dyb <- lead zeros, then dy (OH x OW) with row stride Wq, zeros up to
+ * lead + plane. */
+void bp_dw_pack_dy(const bp_dwgeom *d, const bp_real *dy, bp_real *dyb);
+/* dx (H x W) += phase planes dxph read back in input coordinates. */
+void bp_dw_unpack_add(const bp_dwgeom *d, const bp_real *dxph, bp_real *dx);
+
+/* Tap k = i*kw + j reads packed input at xoff[k] + t; gathered back into a
+ * dx phase plane it reads a dy buffer at yoff[k] + t; order lists the taps
+ * grouped by phase plane. mem holds bp_dw_tap_bytes(d) bytes (8-byte
+ * aligned). Returns 1 when every phase plane has a tap. */
+typedef struct {
+    long *xoff, *yoff, *order;
+} bp_dwtaps;
+#define bp_dw_tap_bytes(d) (3 * sizeof(long) * (size_t)(d)->kh * (d)->kw)
+int bp_dw_tap_tables(const bp_dwgeom *d, void *mem, bp_dwtaps *tb);
+int bp_dw_tap_phase(const bp_dwgeom *d, long k);
+
 /* Chooses the arithmetic kernels: "plain" (portable C), "avx2", "avx512",
  * or NULL for the best the CPU has (the default). Returns 0, changing
  * nothing, when the CPU lacks the set. For tests and benchmarks; not

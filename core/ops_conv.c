@@ -18,6 +18,7 @@
 #include <omp.h>
 
 #include "core/blas.h"
+#include "core/conv_direct.h"
 #include "core/conv_dw.h"
 #include "core/ops.h"
 
@@ -28,7 +29,8 @@ typedef struct {
     int pointwise; /* 1x1, stride 1, no pads: the input plane is already im2col */
     int same;      /* stride 1, dilation 1, output plane = input plane: rows are shifts */
     int nth;       /* threads the scratch was sized for */
-    bp_dwgeom dwg; /* set when depthwise */
+    int direct;    /* one group, not depthwise, and the direct kernel runs here */
+    bp_dwgeom dwg; /* phase-plane geometry, set when depthwise or direct */
 } geom;
 
 static void geom_of(const bp_opctx *c, geom *g)
@@ -64,7 +66,8 @@ static void geom_of(const bp_opctx *c, geom *g)
     g->nth = c->nthreads > 0 ? c->nthreads : 1;
     if (c->y && omp_get_max_threads() < g->nth)
         g->nth = omp_get_max_threads();
-    if (g->depthwise)
+    g->direct = g->G == 1 && !g->depthwise && bp_cd_available();
+    if (g->depthwise || g->direct)
         bp_dw_geom(&g->dwg, g->C, g->H, g->W, g->OH, g->OW, g->kh, g->kw, g->sh, g->sw, g->pt,
                    g->pl, g->dh, g->dw);
 }
@@ -115,17 +118,60 @@ static void add_range(long n, const bp_real *restrict src, bp_real *restrict dst
 #define MAX_BGROUPS 2
 
 /* Per thread: one sample's im2col (Kg x P) and a private dW (M x Kg) per
- * output group of a backward pass. */
+ * output group of a backward pass; with the direct kernel also the phase
+ * planes of two inputs (the forward's x and R{x}, or the backward's dy and
+ * R{dy}) and one output in phase-plane layout. */
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+
+static size_t ph_size(const geom *g) { return (size_t)g->dwg.sh * g->dwg.sw * g->dwg.plane; }
+static size_t dyb_size(const geom *g) { return round16((size_t)(g->dwg.lead + g->dwg.plane)); }
+
+/* direct path: [x phase planes: 2 x C][dy buffers: 2 x M][out: max(M x T, C phase planes)] */
+static size_t direct_per_thread(const geom *g)
+{
+    if (!g->direct)
+        return 0;
+    size_t in = 2 * round16((size_t)g->C * ph_size(g)), dy = 2 * (size_t)g->M * dyb_size(g);
+    size_t out = (size_t)g->M * round16((size_t)g->dwg.T);
+    if (out < (size_t)g->C * ph_size(g))
+        out = (size_t)g->C * ph_size(g);
+    return in + dy + round16(out);
+}
+
 static size_t per_thread(const geom *g)
 {
-    return (size_t)g->Kg * g->P + MAX_BGROUPS * (size_t)g->M * g->Kg;
+    return (size_t)g->Kg * g->P + MAX_BGROUPS * (size_t)g->M * g->Kg + direct_per_thread(g);
+}
+
+/* Ahead of the threads' areas, the direct path keeps packed weights (the
+ * forward's [W|V] or one [W;V]^T per backward group) and the tap tables. */
+static size_t tab_reals(const geom *g)
+{
+    return round16((bp_dw_tap_bytes(&g->dwg) + g->kh * g->kw * sizeof(long) + sizeof(bp_real) - 1) /
+                   sizeof(bp_real));
+}
+
+static size_t shared_size(const geom *g)
+{
+    if (!g->direct)
+        return 0;
+    int K = g->kh * g->kw;
+    size_t f = bp_cd_wsize(g->M, 2 * g->C, K), b = MAX_BGROUPS * bp_cd_wsize(g->C, 2 * g->M, K);
+    return round16(f > b ? f : b) + tab_reals(g);
+}
+
+static bp_real *thread_area(const geom *g, bp_real *scratch, int th)
+{
+    return scratch + shared_size(g) + per_thread(g) * th;
 }
 
 size_t bp_conv_scratch(const bp_opctx *c)
 {
     geom g;
     geom_of(c, &g);
-    return (g.depthwise ? bp_dw_scratch(&g.dwg) : per_thread(&g)) * g.nth;
+    if (g.depthwise)
+        return bp_dw_scratch(&g.dwg) * g.nth;
+    return shared_size(&g) + per_thread(&g) * g.nth;
 }
 
 /* Output positions ow in [lo, hi) read an input column inside [0, W) for
@@ -257,6 +303,175 @@ static void blas_restore(int old)
         openblas_set_num_threads(old);
 }
 
+/* ---- direct path (conv_direct.h) ------------------------------------------------ */
+
+/* Tap tables and the packed-weight area ahead of the threads' areas. */
+static bp_real *wpack_area(bp_real *scratch) { return scratch; }
+
+static void direct_taps(const geom *g, bp_real *scratch, bp_dwtaps *tb, long **offp)
+{
+    bp_real *mem = scratch + shared_size(g) - tab_reals(g);
+    int all = bp_dw_tap_tables(&g->dwg, mem, tb);
+    (void)all;
+    *offp = (long *)(void *)((char *)mem + bp_dw_tap_bytes(&g->dwg));
+}
+
+/* wp <- [w0 | w1] for the forward: output m, input i (i < C from w0, else
+ * from w1), tap n, in blocks of BP_CD_OB outputs. */
+static void pack_fwd_w(const geom *g, const bp_real *w0, const bp_real *w1, bp_real *wp)
+{
+    int K = g->kh * g->kw, ni = w1 ? 2 * g->C : g->C;
+    size_t q = 0;
+    for (int ob = 0; ob < g->M; ob += BP_CD_OB)
+        for (int i = 0; i < ni; i++) {
+            const bp_real *w = i < g->C ? w0 : w1;
+            int c = i < g->C ? i : i - g->C;
+            for (int n = 0; n < K; n++)
+                for (int o = 0; o < BP_CD_OB; o++, q++)
+                    wp[q] = ob + o < g->M ? w[((size_t)(ob + o) * g->C + c) * K + n] : 0;
+        }
+}
+
+/* y (=, or +=) conv(x0, w0) [+ conv(x1, w1)] + bias, one kernel call per
+ * sample: both terms are summed in the same registers. */
+static void fwd_direct(const geom *g, const bp_real *x0, const bp_real *w0, const bp_real *x1,
+                       const bp_real *w1, const bp_real *bias, bp_real *y, int accumulate,
+                       bp_real *scratch)
+{
+    const bp_dwgeom *d = &g->dwg;
+    if (!x0 || !w0)
+        x0 = x1, w0 = w1, x1 = w1 = NULL;
+    if (!x1 || !w1)
+        x1 = w1 = NULL;
+    int K = g->kh * g->kw;
+    bp_dwtaps tb;
+    long *offp;
+    direct_taps(g, scratch, &tb, &offp);
+    bp_real *wp = wpack_area(scratch);
+    if (x0)
+        pack_fwd_w(g, w0, w1, wp);
+    size_t in = (size_t)g->C * g->H * g->W, out = (size_t)g->M * g->P, phs = ph_size(g);
+    size_t xin = round16((size_t)g->C * phs), ldo = round16((size_t)d->T);
+#pragma omp parallel num_threads(g->nth) if (BIG((size_t)g->N * g->M * g->P * g->Kg / 8))
+    {
+        bp_real *area = thread_area(g, scratch, omp_get_thread_num()) +
+                        (per_thread(g) - direct_per_thread(g));
+        bp_real *xph = area, *flat = area + 2 * xin + 2 * (size_t)g->M * dyb_size(g);
+#pragma omp for schedule(static)
+        for (int s = 0; s < g->N; s++) {
+            bp_real *ys = y + s * out;
+            if (!x0) { /* no term: bias only */
+                for (int m = 0; m < g->M; m++)
+                    for (int p = 0; p < g->P; p++)
+                        ys[(size_t)m * g->P + p] = (accumulate ? ys[(size_t)m * g->P + p] : 0) +
+                                                   (bias ? bias[m] : 0);
+                continue;
+            }
+            if (g->pointwise) {
+                bp_cd_run(g->P, g->M, x0 + s * in, g->C, g->P, x1 ? x1 + s * in : NULL, g->C, g->P,
+                          1, tb.xoff, wp, ys, g->P, accumulate);
+                if (bias)
+                    for (int m = 0; m < g->M; m++) {
+                        bp_real bv = bias[m], *restrict dst = ys + (size_t)m * g->P;
+#pragma omp simd
+                        for (int p = 0; p < g->P; p++)
+                            dst[p] += bv;
+                    }
+                continue;
+            }
+            for (int c = 0; c < g->C; c++) {
+                bp_dw_pack(d, x0 + s * in + (size_t)c * g->H * g->W, xph + c * phs);
+                if (x1)
+                    bp_dw_pack(d, x1 + s * in + (size_t)c * g->H * g->W, xph + xin + c * phs);
+            }
+            bp_cd_run(d->T, g->M, xph, g->C, (long)phs, x1 ? xph + xin : NULL, g->C, (long)phs, K,
+                      tb.xoff, wp, flat, (long)ldo, 0);
+            for (int m = 0; m < g->M; m++) {
+                bp_real bv = bias ? bias[m] : 0;
+                for (int oh = 0; oh < g->OH; oh++) {
+                    bp_real *restrict yr = ys + (size_t)m * g->P + (size_t)oh * g->OW;
+                    const bp_real *restrict fr = flat + m * ldo + (size_t)oh * d->Wq;
+                    if (accumulate)
+#pragma omp simd
+                        for (int ow = 0; ow < g->OW; ow++)
+                            yr[ow] += fr[ow] + bv;
+                    else
+#pragma omp simd
+                        for (int ow = 0; ow < g->OW; ow++)
+                            yr[ow] = fr[ow] + bv;
+                }
+            }
+        }
+    }
+    (void)offp;
+}
+
+/* The direct dx of one backward group: up to two terms (dy, w) summed,
+ * dx += conv^T(dy_a, w_a) + conv^T(dy_b, w_b). */
+typedef struct {
+    const bp_real *dy[2], *w[2];
+    int nt;
+    const bp_real *wp; /* packed per phase plane, runs in tap order */
+} dxplan;
+
+/* wp <- for each phase plane's run of taps (order[n0..n1)), the transposed
+ * weights [c-block][i][n][BP_CD_OB], input i < M from w[0], else w[1]. */
+static size_t pack_dx_w(const geom *g, const bp_dwtaps *tb, const dxplan *pl, bp_real *wp)
+{
+    int K = g->kh * g->kw, ni = pl->nt * g->M;
+    size_t q = 0;
+    for (int n0 = 0; n0 < K;) {
+        int ph = bp_dw_tap_phase(&g->dwg, tb->order[n0]), n1 = n0 + 1;
+        while (n1 < K && bp_dw_tap_phase(&g->dwg, tb->order[n1]) == ph)
+            n1++;
+        for (int cb = 0; cb < g->C; cb += BP_CD_OB)
+            for (int i = 0; i < ni; i++) {
+                const bp_real *w = pl->w[i / g->M];
+                int m = i % g->M;
+                for (int n = n0; n < n1; n++)
+                    for (int o = 0; o < BP_CD_OB; o++, q++)
+                        wp[q] = cb + o < g->C ? w[((size_t)m * g->C + cb + o) * K + tb->order[n]] : 0;
+            }
+        n0 = n1;
+    }
+    return q;
+}
+
+/* dx of sample s += the plan's terms. area is the thread's direct area. */
+static void dx_direct(const geom *g, const dxplan *pl, const bp_dwtaps *tb, const long *offp,
+                      int all_phases, int s, bp_real *dx, bp_real *area)
+{
+    const bp_dwgeom *d = &g->dwg;
+    int K = g->kh * g->kw;
+    size_t out = (size_t)g->M * g->P, in = (size_t)g->C * g->H * g->W, phs = ph_size(g);
+    size_t xin = round16((size_t)g->C * phs), dybsz = dyb_size(g);
+    if (g->pointwise) {
+        bp_cd_run(g->P, g->C, pl->dy[0] + s * out, g->M, g->P,
+                  pl->nt > 1 ? pl->dy[1] + s * out : NULL, g->M, g->P, 1, offp, pl->wp, dx + s * in,
+                  g->P, 1);
+        return;
+    }
+    bp_real *dyb = area + 2 * xin, *dxph = dyb + 2 * (size_t)g->M * dybsz;
+    for (int k = 0; k < pl->nt; k++)
+        for (int m = 0; m < g->M; m++)
+            bp_dw_pack_dy(d, pl->dy[k] + s * out + (size_t)m * g->P, dyb + (k * (size_t)g->M + m) * dybsz);
+    if (!all_phases) /* planes no tap reaches get no gradient */
+        memset(dxph, 0, (size_t)g->C * phs * sizeof *dxph);
+    const bp_real *wp = pl->wp;
+    for (int n0 = 0; n0 < K;) {
+        int ph = bp_dw_tap_phase(d, tb->order[n0]), n1 = n0 + 1;
+        while (n1 < K && bp_dw_tap_phase(d, tb->order[n1]) == ph)
+            n1++;
+        bp_cd_run(d->plane, g->C, dyb, g->M, (long)dybsz,
+                  pl->nt > 1 ? dyb + (size_t)g->M * dybsz : NULL, g->M, (long)dybsz, n1 - n0,
+                  offp + n0, wp, dxph + (size_t)ph * d->plane, (long)phs, !all_phases);
+        wp += bp_cd_wsize(g->C, pl->nt * g->M, n1 - n0);
+        n0 = n1;
+    }
+    for (int c = 0; c < g->C; c++)
+        bp_dw_unpack_add(d, dxph + c * phs, dx + s * in + (size_t)c * g->H * g->W);
+}
+
 /* y (=, or += when accumulate) conv(x0, w0) [+ conv(x1, w1)] + bias; the
  * second term (x1/w1 NULL = absent) is the R-forward's conv(x, V), done on
  * the same sample while its output is in cache. bias may be NULL. */
@@ -268,10 +483,14 @@ static void conv_fwd2(const geom *g, const bp_real *x0, const bp_real *w0, const
         bp_dw_forward(&g->dwg, g->N, x0, w0, x1, w1, bias, y, accumulate, scratch, g->nth);
         return;
     }
+    if (g->direct) {
+        fwd_direct(g, x0, w0, x1, w1, bias, y, accumulate, scratch);
+        return;
+    }
     int old = blas_single();
 #pragma omp parallel num_threads(g->nth) if (BIG((size_t)g->N * g->M * g->P * g->Kg / 8))
     {
-        bp_real *col = scratch + per_thread(g) * omp_get_thread_num();
+        bp_real *col = thread_area(g, scratch, omp_get_thread_num());
 #pragma omp for schedule(static)
         for (int s = 0; s < g->N; s++)
             for (int grp = 0; grp < g->G; grp++) {
@@ -351,11 +570,36 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
         bp_dw_backward(&g->dwg, g->N, dg, ngr, scratch, g->nth);
         return;
     }
+    /* direct dx: weights packed once per call, per group */
+    dxplan plan[MAX_BGROUPS];
+    bp_dwtaps tb;
+    long *offp = NULL;
+    int all_phases = 1;
+    if (g->direct) {
+        bp_real *mem = scratch + shared_size(g) - tab_reals(g);
+        all_phases = bp_dw_tap_tables(&g->dwg, mem, &tb);
+        offp = (long *)(void *)((char *)mem + bp_dw_tap_bytes(&g->dwg));
+        for (int n = 0; n < g->kh * g->kw; n++)
+            offp[n] = tb.yoff[tb.order[n]];
+        bp_real *wp = wpack_area(scratch);
+        for (int q = 0; q < ngr; q++) {
+            plan[q].nt = 0;
+            for (int k = 0; gr[q].dx && k < gr[q].nt; k++)
+                if (gr[q].t[k].dy && gr[q].t[k].w) {
+                    plan[q].dy[plan[q].nt] = gr[q].t[k].dy;
+                    plan[q].w[plan[q].nt++] = gr[q].t[k].w;
+                }
+            plan[q].wp = wp;
+            if (plan[q].nt)
+                wp += pack_dx_w(g, &tb, &plan[q], wp);
+        }
+    }
     int old = blas_single();
     size_t nw = (size_t)g->M * g->Kg, ccol = (size_t)g->Kg * g->P;
 #pragma omp parallel num_threads(g->nth) if (BIG((size_t)g->N * g->M * g->P * g->Kg / 8))
     {
-        bp_real *col = scratch + per_thread(g) * omp_get_thread_num();
+        bp_real *col = thread_area(g, scratch, omp_get_thread_num());
+        bp_real *darea = col + (per_thread(g) - direct_per_thread(g));
         for (int q = 0; q < ngr; q++)
             if (gr[q].dw)
                 memset(col + ccol + q * nw, 0, nw * sizeof *col);
@@ -382,6 +626,11 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
                     }
                     if (!G->dx)
                         continue;
+                    if (g->direct) {
+                        if (plan[q].nt)
+                            dx_direct(g, &plan[q], &tb, offp, all_phases, s, G->dx, darea);
+                        continue;
+                    }
                     int have = 0;
                     for (int k = 0; k < G->nt; k++) {
                         const bterm *t = &G->t[k];
@@ -413,7 +662,7 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
                 size_t src = ccol + q * nw + grp * g->Mg * g->Kg + k * g->Mg + m;
                 bp_real acc = dw[i];
                 for (int th = 0; th < nthr; th++)
-                    acc += scratch[per_thread(g) * th + src];
+                    acc += thread_area(g, scratch, th)[src];
                 dw[i] = acc;
             }
         }

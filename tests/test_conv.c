@@ -3,7 +3,7 @@
  * shapes that exercise every path (depthwise with strides, pads, dilations
  * and large kernels; grouped, 1x1, strided and "same" general convs; odd
  * channel counts and batch sizes), for every depthwise kernel set the CPU
- * has. Gradients are added into buffers holding random values, as the
+ * has, and for general convs with the direct kernel and with im2col + BLAS. Gradients are added into buffers holding random values, as the
  * engine's contract says. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -12,6 +12,7 @@
 
 #include <omp.h>
 
+#include "core/conv_direct.h"
 #include "core/conv_dw.h"
 #include "core/ops.h"
 
@@ -302,6 +303,15 @@ Test(conv, depthwise_one_thread)
 }
 
 Test(conv, general) { run_all(general, sizeof general / sizeof *general); }
+
+/* im2col + BLAS, what runs without AVX-512 and in the double build */
+Test(conv, general_blas_path)
+{
+    bp_cd_enable(0);
+    cr_assert_not(bp_cd_available());
+    run_all(general, sizeof general / sizeof *general);
+    bp_cd_enable(1);
+}
 
 Test(conv, general_one_thread)
 {

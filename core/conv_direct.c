@@ -1,0 +1,136 @@
+/* conv_direct.c — the direct conv kernel of conv_direct.h, AVX-512F only.
+ *
+ * A tile is 8 output channels by 32 positions: 16 zmm accumulators. For each
+ * input plane and tap, two vectors of the input are loaded and each of the
+ * 8 weights is broadcast into two FMAs, so the loop is FMA-bound (10 loads
+ * per 16 FMAs). The tail of T is handled with masked loads and stores, which
+ * also keep every read inside [off, off + T) of its plane. Sums run in a
+ * fixed order (input plane, then tap), so results do not depend on threads.
+ *
+ * There is no portable build of this kernel: without AVX-512 (or in the
+ * double build) ops_conv.c keeps im2col + BLAS, which is the reference the
+ * tests compare against. */
+#include <stddef.h>
+
+#include "core/conv_direct.h"
+
+static int enabled = 1;
+
+void bp_cd_enable(int on) { enabled = on; }
+
+size_t bp_cd_wsize(int no, int ni, int nk)
+{
+    return (size_t)((no + BP_CD_OB - 1) / BP_CD_OB) * BP_CD_OB * ni * nk;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BP_F64)
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+
+static int avx512 = -1; /* CPUID once: it can trap to the hypervisor */
+
+int bp_cd_available(void)
+{
+    int a = __atomic_load_n(&avx512, __ATOMIC_RELAXED);
+    if (a < 0) {
+        __builtin_cpu_init();
+        a = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        __atomic_store_n(&avx512, a, __ATOMIC_RELAXED);
+    }
+    return a && enabled;
+}
+
+/* Adds input planes [0, ni) of src (stride lds) into the 16 accumulators. */
+#define FMA8(w)                                                                    \
+    do {                                                                           \
+        __m512 b;                                                                  \
+        b = _mm512_set1_ps((w)[0]), a00 = _mm512_fmadd_ps(b, x0, a00), a01 = _mm512_fmadd_ps(b, x1, a01); \
+        b = _mm512_set1_ps((w)[1]), a10 = _mm512_fmadd_ps(b, x0, a10), a11 = _mm512_fmadd_ps(b, x1, a11); \
+        b = _mm512_set1_ps((w)[2]), a20 = _mm512_fmadd_ps(b, x0, a20), a21 = _mm512_fmadd_ps(b, x1, a21); \
+        b = _mm512_set1_ps((w)[3]), a30 = _mm512_fmadd_ps(b, x0, a30), a31 = _mm512_fmadd_ps(b, x1, a31); \
+        b = _mm512_set1_ps((w)[4]), a40 = _mm512_fmadd_ps(b, x0, a40), a41 = _mm512_fmadd_ps(b, x1, a41); \
+        b = _mm512_set1_ps((w)[5]), a50 = _mm512_fmadd_ps(b, x0, a50), a51 = _mm512_fmadd_ps(b, x1, a51); \
+        b = _mm512_set1_ps((w)[6]), a60 = _mm512_fmadd_ps(b, x0, a60), a61 = _mm512_fmadd_ps(b, x1, a61); \
+        b = _mm512_set1_ps((w)[7]), a70 = _mm512_fmadd_ps(b, x0, a70), a71 = _mm512_fmadd_ps(b, x1, a71); \
+    } while (0)
+
+#define PLANES(SRC, NI, LDS, LOAD0, LOAD1)                                         \
+    for (int i = 0; i < (NI); i++) {                                               \
+        const float *si = (SRC) + (size_t)i * (LDS) + t0;                          \
+        for (int n = 0; n < nk; n++, w += BP_CD_OB) {                              \
+            const float *p = si + off[n];                                          \
+            __m512 x0 = LOAD0, x1 = LOAD1;                                         \
+            FMA8(w);                                                               \
+        }                                                                          \
+    }
+
+#define STORE(o, A0, A1)                                                           \
+    if ((o) < nv) {                                                                \
+        float *q = out + (size_t)(ob + (o)) * ldo + t0;                            \
+        __m512 r0 = A0, r1 = A1;                                                   \
+        if (accumulate) {                                                          \
+            r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, q));                  \
+            r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, q + 16));             \
+        }                                                                          \
+        _mm512_mask_storeu_ps(q, m0, r0);                                          \
+        _mm512_mask_storeu_ps(q + 16, m1, r1);                                     \
+    }
+
+AVX512 static void run512(long T, int no, const float *src0, int ni0, long lds0, const float *src1,
+                          int ni1, long lds1, int nk, const long *off, const float *wp, float *out,
+                          long ldo, int accumulate)
+{
+    int ni = ni0 + ni1;
+    for (int ob = 0; ob < no; ob += BP_CD_OB) {
+        int nv = no - ob;
+        const float *wb = wp + (size_t)ob * ni * nk;
+        for (long t0 = 0; t0 < T; t0 += 32) {
+            long rem = T - t0;
+            __mmask16 m0 = rem >= 16 ? 0xFFFF : (__mmask16)((1u << rem) - 1);
+            __mmask16 m1 = rem >= 32 ? 0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+            __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+                   a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00,
+                   a61 = a00, a70 = a00, a71 = a00;
+            const float *w = wb;
+            if (rem >= 32) {
+                PLANES(src0, ni0, lds0, _mm512_loadu_ps(p), _mm512_loadu_ps(p + 16))
+                PLANES(src1, ni1, lds1, _mm512_loadu_ps(p), _mm512_loadu_ps(p + 16))
+            } else {
+                PLANES(src0, ni0, lds0, _mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p + 16))
+                PLANES(src1, ni1, lds1, _mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p + 16))
+            }
+            STORE(0, a00, a01)
+            STORE(1, a10, a11)
+            STORE(2, a20, a21)
+            STORE(3, a30, a31)
+            STORE(4, a40, a41)
+            STORE(5, a50, a51)
+            STORE(6, a60, a61)
+            STORE(7, a70, a71)
+        }
+    }
+}
+
+void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
+               int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *out,
+               long ldo, int accumulate)
+{
+    if (!src1)
+        ni1 = 0;
+    run512(T, no, src0, ni0, lds0, src1, ni1, lds1, nk, off, wp, out, ldo, accumulate);
+}
+
+#else
+
+int bp_cd_available(void) { return 0; }
+
+void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
+               int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *out,
+               long ldo, int accumulate)
+{
+    (void)T, (void)no, (void)src0, (void)ni0, (void)lds0, (void)src1, (void)ni1, (void)lds1;
+    (void)nk, (void)off, (void)wp, (void)out, (void)ldo, (void)accumulate;
+}
+
+#endif

@@ -1,0 +1,38 @@
+/* conv_direct.h — a register-blocked direct convolution kernel for the
+ * float engine's general (non-depthwise, one-group) convs, on the phase
+ * planes of core/conv_dw.h. Internal to core/ops_conv.c.
+ *
+ * One call computes, for t < T and o < no,
+ *   out[o*ldo + t] (+)= sum_i sum_n wp(o, i, n) * src_i[off[n] + t]
+ * where inputs i < ni0 are planes of src0 (stride lds0) and the next ni1
+ * are planes of src1 (stride lds1): the R-op's two terms (R{x} with W, x
+ * with V) run as one sum. The forward uses it with the input's phase planes
+ * and the tap offsets; the backward's dx with dy laid out like an output and
+ * the transposed weights of one phase plane's taps. Nothing is copied into
+ * an im2col matrix: each input vector is loaded once per tap and multiplied
+ * into 8 output channels held in registers. */
+#ifndef BP_CONV_DIRECT_H
+#define BP_CONV_DIRECT_H
+
+#include "core/bp_common.h"
+
+/* Output channels per register block; packed weights are laid out
+ * [o-block][i][n][BP_CD_OB], zero past no. */
+#define BP_CD_OB 8
+
+/* Whether the kernel can run here: a float build on a CPU with AVX-512F,
+ * and not switched off by bp_cd_enable(0). */
+int bp_cd_available(void);
+
+/* Switches the direct path on or off (for tests and benchmarks; the
+ * default is on). Not thread-safe against running convolutions. */
+void bp_cd_enable(int on);
+
+/* Reals of packed weights for no outputs, ni inputs, nk taps. */
+size_t bp_cd_wsize(int no, int ni, int nk);
+
+void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
+               int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *out,
+               long ldo, int accumulate);
+
+#endif
