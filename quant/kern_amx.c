@@ -254,7 +254,8 @@ size_t bp_qk_amx_scratch(const bp_qconv_params *p)
     if (p->group < 1 || p->cin < p->group || p->cout < p->group || !geom_of(p, &gm))
         return 0;
     const size_t lq = lq_of(&gm, gm.nbmax);
-    size_t q = ((size_t)gm.nrp * lq + q_slack(&gm)) * 4, t = 4 * tch_of(&gm, gm.nbmax);
+    /* T, and QB (the slots' quads before replication) of the same size */
+    size_t q = ((size_t)gm.nrp * lq + q_slack(&gm)) * 4, t = 2 * 4 * tch_of(&gm, gm.nbmax);
     size_t rows = (size_t)gm.nmb * 16;
     return 64 + (q + 63) / 64 * 64 + t + 8 * 1024 + rows * 64 + rows * 32 + 64; /* 32: sizeof(rowpar) */
 }
@@ -484,7 +485,7 @@ static int expand_blocks(const bp_qconv_params *p, const amx_geom *gm, xblocks *
 
 AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const amx_plan *pl, const uint8_t *in,
                             size_t istride, int nb, const xrun *runs, int nxc, const xblocks *xb, uint8_t *T,
-                            uint8_t *Q)
+                            uint8_t *QB, uint8_t *Q)
 {
     const int sh = gm->sh, sw = gm->sw, wps = gm->wps, hps = gm->hps, cl = 64 / sw;
     const size_t plane = (size_t)p->h * p->w, img = img_px(gm), L = (size_t)nb * img, lq = lq_of(gm, nb);
@@ -557,13 +558,47 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                 }
             }
         }
+        if (gm->mode != REP_ALL) {
+            for (int rep = 0; rep < gm->nrep; rep++)
+                for (int sy = 0; sy < gm->nsy; sy++) {
+                    const uint8_t *src[4];
+                    const ptrdiff_t off = pl->src_slot[rep][sy] + pl->shift[rep][sy];
+                    for (int t = 0; t < 4; t++)
+                        src[t] = tb[t] ? tb[t] + off : NULL;
+                    interleave(src, L, Q + (((size_t)rep * gm->cqn + cq) * lq + sy * lplane_of(gm, nb)) * 4);
+                }
+            continue;
+        }
+        /* every tap a replica: they are shifted copies of the quads (the shift
+         * is the same for the four channels), so each slot is interleaved once
+         * into QB and copied, which is cheaper than interleaving khw times */
+        for (int slot = 0; slot < gm->nslot; slot++) {
+            const uint8_t *src[4];
+            for (int t = 0; t < 4; t++)
+                src[t] = tb[t] ? tb[t] + (size_t)slot * L : NULL;
+            interleave(src, L, QB + (size_t)slot * L * 4);
+        }
         for (int rep = 0; rep < gm->nrep; rep++)
             for (int sy = 0; sy < gm->nsy; sy++) {
-                const uint8_t *src[4];
-                const ptrdiff_t off = pl->src_slot[rep][sy] + pl->shift[rep][sy];
-                for (int t = 0; t < 4; t++)
-                    src[t] = tb[t] ? tb[t] + off : NULL;
-                interleave(src, L, Q + (((size_t)rep * gm->cqn + cq) * lq + sy * lplane_of(gm, nb)) * 4);
+                const uint8_t *from = QB + (pl->src_slot[rep][sy] + pl->shift[rep][sy]) * 4;
+                uint8_t *to = Q + (((size_t)rep * gm->cqn + cq) * lq + sy * lplane_of(gm, nb)) * 4;
+                size_t i = 0;
+                for (; i + 256 <= L * 4; i += 256) {
+                    const __m512i a = _mm512_loadu_si512((const void *)(from + i)),
+                                  b = _mm512_loadu_si512((const void *)(from + i + 64)),
+                                  c = _mm512_loadu_si512((const void *)(from + i + 128)),
+                                  d = _mm512_loadu_si512((const void *)(from + i + 192));
+                    _mm512_storeu_si512((void *)(to + i), a);
+                    _mm512_storeu_si512((void *)(to + i + 64), b);
+                    _mm512_storeu_si512((void *)(to + i + 128), c);
+                    _mm512_storeu_si512((void *)(to + i + 192), d);
+                }
+                /* rows are not written in address order: no spill past the plane */
+                for (; i < L * 4; i += 64) {
+                    const size_t n = L * 4 - i < 64 ? L * 4 - i : 64;
+                    const __mmask64 m = n == 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << n) - 1);
+                    _mm512_mask_storeu_epi8((void *)(to + i), m, _mm512_maskz_loadu_epi8(m, (const void *)(from + i)));
+                }
             }
     }
 }
@@ -722,6 +757,45 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
     const int rend = cog - r0 < 16 ? cog - r0 : 16;
     const rowpar *rp0 = e->rp + r0;
     const bp_qmul *qm0 = e->qm + r0;
+    int all_whole = type == BP_QT_U8;
+    for (int t = 0; t < nt; t++)
+        all_whole &= ns[t] == 1 && sg[t][0].n == 16;
+    if (all_whole) {
+        /* every tile one whole run (wide images, 1x1 convs): rows outside,
+         * so a row's constants are broadcast once for all tiles */
+        uint8_t *o[4];
+        for (int t = 0; t < nt; t++)
+            o[t] = (uint8_t *)e->out + (size_t)r0 * oplane + sg[t][0].at;
+        for (int i = 0; i < rend; i++) {
+            const rowpar *rp = rp0 + i;
+            const size_t ro = (size_t)i * oplane;
+            if (!rp->vec) {
+                for (int t = 0; t < nt; t++)
+                    _mm_storeu_si128((__m128i *)(o[t] + ro),
+                                     _mm512_cvtusepi32_epi8(requant_row(c + 256 * t + 16 * i, rp, qm0 + i, neg, vlo,
+                                                                        vhi, need_hi)));
+                continue;
+            }
+            const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k),
+                          vs = _mm512_set1_epi64(rp->s), vd = _mm512_set1_epi64(rp->d), z = _mm512_setzero_si512();
+            for (int t = 0; t < nt; t++) {
+                const __m512i x = _mm512_loadu_si512((const void *)(c + 256 * t + 16 * i));
+                const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
+                __m512i ye = _mm512_add_epi64(pe, vk), yo = _mm512_add_epi64(po, vk);
+                if (neg) {
+                    ye = _mm512_mask_sub_epi64(ye, _mm512_cmplt_epi64_mask(pe, z), ye, vd);
+                    yo = _mm512_mask_sub_epi64(yo, _mm512_cmplt_epi64_mask(po, z), yo, vd);
+                }
+                ye = _mm512_srav_epi64(ye, vs);
+                yo = _mm512_srav_epi64(yo, vs);
+                __m512i y = _mm512_max_epi32(_mm512_mask_blend_epi32(0xAAAA, ye, _mm512_slli_epi64(yo, 32)), vlo);
+                if (need_hi)
+                    y = _mm512_min_epi32(y, vhi);
+                _mm_storeu_si128((__m128i *)(o[t] + ro), _mm512_cvtusepi32_epi8(y));
+            }
+        }
+        return;
+    }
     for (int t = 0; t < nt; t++) {
         const int nseg = ns[t];
         if (!nseg)
@@ -896,7 +970,8 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
     const size_t qbytes = ((size_t)gm.nrp * lqmax + q_slack(&gm)) * 4;
     uint8_t *Q = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint8_t *T = Q + (qbytes + 63) / 64 * 64;
-    int32_t *cbuf = (int32_t *)(T + 4 * tch_of(&gm, gm.nbmax));
+    uint8_t *QB = T + 4 * tch_of(&gm, gm.nbmax);
+    int32_t *cbuf = (int32_t *)(QB + 4 * tch_of(&gm, gm.nbmax));
     const size_t rows = (size_t)gm.nmb * 16;
     int32_t *btile = cbuf + 2048;               /* rows x 16: each row's bias, repeated */
     rowpar *rp = (rowpar *)(btile + rows * 16); /* rows */
@@ -931,7 +1006,7 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
             /* the slack after this pass's planes: read only by flats never stored */
             memset(Q + (size_t)gm.nrp * lq * 4, 0, q_slack(&gm) * 4);
             const uint8_t *gin = (const uint8_t *)in + ((size_t)n0 * p->cin + (size_t)g * gm.cig) * plane;
-            build_quads(p, &gm, &pl, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, xb, T, Q);
+            build_quads(p, &gm, &pl, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, xb, T, QB, Q);
             epi e = {p, rp, gq, (uint8_t *)out + ((size_t)n0 * p->cout + (size_t)g * gm.cog) * oplane * osz,
                      oplane};
             flatmap fm = {oh, ow, gm.wps, gm.hps, nb, (size_t)p->cout * oplane};
