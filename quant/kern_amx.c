@@ -1,35 +1,44 @@
 /* kern_amx.c — int8 convs on AMX tiles (Intel AMX-TILE + AMX-INT8), for
  * every conv that is not depthwise.
  *
- * Implicit GEMM without im2col. Per image and group the input is rewritten
- * once into channel quads: Q[cq][slot][y][x][t] = padded input of channel
- * 4·cq + t at row y·sh + py, column x·sw + px, where slot is one (py, px)
- * stride phase that some tap uses (stride 1: the zero-padded image itself).
- * A phase plane is hps × wps. Output pixel (oy, ox) is computed at the "flat"
- * position f = oy·wps + ox: tap (ky, kx) then reads Q at f + dy·wps + dx in
- * phase ((ky·dil_h) mod sh, (kx·dil_w) mod sw) with dy, dx the quotients, so
- * 16 consecutive flats of one channel quad are 64 contiguous bytes, and 16
- * channel quads, one plane apart, form a B tile (rows = K quads, columns =
- * 16 pixels × 4 bytes) that tileloadd reads in place. Flats with ox >= ow
- * (and past the last row) are computed and never stored.
+ * Implicit GEMM on channel quads, C = W · A with C tiles of 16 output
+ * channels (rows) × 16 pixels (int32 columns), A tiles = weights (16 rows ×
+ * up to 64 bytes of K), B tiles = activations in VNNI layout (K/4 rows × 16
+ * pixels × 4 bytes). Per pass over a few images of a group, the input is
+ * rewritten once into Q: for each channel quad, the zero-padded stride-phase
+ * planes (phase (py, px) holds padded rows y·sh + py, columns x·sw + px; only
+ * phases some tap reads; stride 1: the padded image), 4 bytes (the quad's
+ * channels) per pixel. Output pixel (oy, ox) of image j is computed at the
+ * "flat" f = j·hps·wps + oy·wps + ox; tap (ky, kx) reads its phase plane at
+ * f + dy·wps + dx, so 16 consecutive flats of a quad are 64 contiguous bytes
+ * and a B tile is 16 quad rows read in place by tileloadd. Flats with
+ * ox >= ow, oy >= oh are computed and never stored. Images share a pass so
+ * that small planes (7x7) fill the 16-pixel tiles.
  *
- * The GEMM's K runs over (tap, channel quad) instead of the panel's
- * (channel, tap): integer sums do not depend on order. Weights are repacked
- * once per panel into A tiles, 16 output channels × 4·kc bytes (kc channel
- * quads, K chunks of at most 64 bytes), and kept in a small process-wide cache
- * keyed by the panel's address and geometry and checked against a copy of
- * the panel's bytes on every call, so a panel rewritten in place (or freed
- * and reallocated) is never served stale. This is the one allocation in the
- * integer kernels: repacking costs more than a whole batch-1 conv.
+ * A tdp costs about the same for any K up to 64, and a tile load whose rows
+ * straddle cache lines about three times as much, so taps are grouped
+ * ("replicas", see REP_*): with few channels the B rows are (tap, quad) or
+ * (kx, quad) over shifted copies of the planes, and the row width is padded
+ * to 16 when that keeps every tile row aligned.
  *
- * Signed inputs use tdpbssd, unsigned tdpbusd's mirror tdpbsud (signed
- * weights in A, unsigned activations in B): no +128 shift. The tiles
- * accumulate in int32 with wrap-around, exact while the true sum fits (the
- * caller's guarantee, qkernels.h). C tiles are 16 channels × 16 flats, two by
- * two (32 channels × 32 flats) or one by four when a group has at most 16
- * channels; the epilogue stores them, adds the bias, requantizes 16 lanes at a
- * time bit-exactly with bp_requant (or calls it for left shifts), clamps and
- * scatters each output row's run of flats with a compress and a masked store.
+ * K runs over (tap, channel quad) instead of the panel's (channel, tap):
+ * integer sums do not depend on order. Weights are repacked once per panel
+ * into A tiles and kept in a small process-wide cache keyed by the panel's
+ * address and geometry and checked against a copy of the panel's bytes on
+ * every call, so a panel rewritten in place (or freed and reallocated) is
+ * never served stale. This is the one allocation in the integer kernels:
+ * repacking costs more than a whole batch-1 conv.
+ *
+ * Signed inputs use tdpbssd, unsigned ones tdpbsud (signed weights in A,
+ * unsigned activations in B): no +128 shift. The tiles accumulate in int32
+ * with wrap-around, exact while the true sum fits (the caller's guarantee,
+ * qkernels.h); they start from the bias. C tiles are blocked two by two (32
+ * channels × 32 flats) or one by four when a group has at most 16 channels.
+ * The epilogue, software-pipelined one block behind the tile work, stores
+ * the C tiles, requantizes 16 lanes at a time bit-exactly (one 64-bit
+ * rounding, see rowpar; bp_requant for left shifts), clamps and stores each
+ * output row's run of flats (a compress and a masked store where a tile
+ * spans rows).
  *
  * AMX needs the OS to enable tile data for the process (Linux:
  * arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)); bp_qk_amx_usable asks
@@ -191,6 +200,8 @@ static int geom_of(const bp_qconv_params *p, amx_geom *gm)
             if (!seen[(ky * p->dil_h) % gm->sh]++)
                 gm->nsy++;
     }
+    if (gm->nsy > MAX_STRIDE)
+        return 0; /* amx_plan holds at most MAX_STRIDE planes per row */
     gm->tile_bytes = (size_t)16 * 64;
     /* several small images per pass fill the 16-pixel tiles better; Q stays
      * within about 256 KiB (L2) */
