@@ -768,28 +768,35 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
     const int rend = cog - r0 < 16 ? cog - r0 : 16;
     const rowpar *rp0 = e->rp + r0;
     const bp_qmul *qm0 = e->qm + r0;
-    int all_whole = type == BP_QT_U8;
+    int one_run = type == BP_QT_U8;
     for (int t = 0; t < nt; t++)
-        all_whole &= ns[t] == 1 && sg[t][0].n == 16;
-    if (all_whole) {
-        /* every tile one whole run (wide images, 1x1 convs): rows outside,
-         * so a row's constants are broadcast once for all tiles */
+        one_run &= ns[t] == 0 || (ns[t] == 1 && sg[t][0].lo == 0);
+    if (one_run) {
+        /* every tile at most one run, from lane 0 (1x1 convs, images as
+         * wide as 16 or 32 with their padding): rows outside, so a row's
+         * constants are broadcast once for all tiles, and no compress */
         uint8_t *o[4];
-        for (int t = 0; t < nt; t++)
-            o[t] = (uint8_t *)e->out + (size_t)r0 * oplane + sg[t][0].at;
+        __mmask16 km[4];
+        for (int t = 0; t < nt; t++) {
+            o[t] = ns[t] ? (uint8_t *)e->out + (size_t)r0 * oplane + sg[t][0].at : NULL;
+            km[t] = ns[t] ? (__mmask16)((1u << sg[t][0].n) - 1) : 0;
+        }
         for (int i = 0; i < rend; i++) {
             const rowpar *rp = rp0 + i;
             const size_t ro = (size_t)i * oplane;
             if (!rp->vec) {
                 for (int t = 0; t < nt; t++)
-                    _mm_storeu_si128((__m128i *)(o[t] + ro),
-                                     _mm512_cvtusepi32_epi8(requant_row(c + 256 * t + 16 * i, rp, qm0 + i, neg, vlo,
-                                                                        vhi, need_hi)));
+                    if (km[t])
+                        _mm_mask_storeu_epi8(o[t] + ro, km[t],
+                                             _mm512_cvtusepi32_epi8(requant_row(c + 256 * t + 16 * i, rp, qm0 + i, neg,
+                                                                                vlo, vhi, need_hi)));
                 continue;
             }
             const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k),
                           vs = _mm512_set1_epi64(rp->s), vd = _mm512_set1_epi64(rp->d), z = _mm512_setzero_si512();
             for (int t = 0; t < nt; t++) {
+                if (!km[t])
+                    continue;
                 const __m512i x = _mm512_loadu_si512((const void *)(c + 256 * t + 16 * i));
                 const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
                 __m512i ye = _mm512_add_epi64(pe, vk), yo = _mm512_add_epi64(po, vk);
@@ -802,7 +809,10 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
                 __m512i y = _mm512_max_epi32(_mm512_mask_blend_epi32(0xAAAA, ye, _mm512_slli_epi64(yo, 32)), vlo);
                 if (need_hi)
                     y = _mm512_min_epi32(y, vhi);
-                _mm_storeu_si128((__m128i *)(o[t] + ro), _mm512_cvtusepi32_epi8(y));
+                if (km[t] == 0xFFFF)
+                    _mm_storeu_si128((__m128i *)(o[t] + ro), _mm512_cvtusepi32_epi8(y));
+                else
+                    _mm_mask_storeu_epi8(o[t] + ro, km[t], _mm512_cvtusepi32_epi8(y));
             }
         }
         return;
@@ -834,7 +844,7 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
             const __m512i x = requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi);
             const size_t rbase = (size_t)(r0 + i) * oplane;
             for (int k = 0; k < nseg; k++) {
-                const __m512i v = _mm512_maskz_compress_epi32(sl[k].m, x);
+                const __m512i v = sl[k].lo ? _mm512_maskz_compress_epi32(sl[k].m, x) : x;
                 const __mmask16 km = (__mmask16)((1u << sl[k].n) - 1);
                 const size_t at = rbase + sl[k].at;
                 /* clamped to the type's range: the saturating conversions are exact */
