@@ -455,7 +455,8 @@ static size_t amx_vs_ref(const bp_qconv_params *p, const uint8_t *in, const uint
 Test(qkernels, amx_layouts_exact)
 {
     /* Shapes that reach each way the AMX kernel lays out taps (replicas of
-     * every tap, of kx only, none: 1x1 and kh x 1), several passes over the
+     * every tap, of kx only, none: 1x1, kh x 1 and 64+ channels on planes
+     * whose rows are not 16-aligned), several passes over the
      * images, images batched into one pass with and without 16-pixel
      * alignment, K chunks, odd row blocks, large strides and dilations,
      * every output type. */
@@ -473,7 +474,8 @@ Test(qkernels, amx_layouts_exact)
         {128, 130, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 2},  /* 9 row blocks */
         {16, 16, 17, 17, 1, 1, 4, 4, 0, 0, 0, 0, 1, 1, 1, 2},  /* stride 4 */
         {6, 9, 11, 13, 3, 3, 2, 3, 1, 1, 1, 1, 2, 1, 3, 2},    /* groups */
-        {256, 16, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* long K, 16 channels */
+        {256, 16, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* long K, 16 channels, split rows */
+        {64, 64, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3},    /* split tile rows, 2x2 blocks */
     };
     for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++)
         for (int v = 0; v < 3; v++) {
