@@ -66,6 +66,7 @@ typedef struct {
     int8_t tap[MAXOPS][4];     /* tap index ky·kw + kx of each quad byte, −1 for a gap */
     int nb;                    /* 64-output blocks of the flat output */
     size_t plane_bytes;        /* phase planes and read slack, a multiple of 64 */
+    int org;                   /* byte of the buffer where the planes start */
     size_t flat_bytes;         /* one flat output, a multiple of 64 */
     int cb;                    /* planes per chunk (see dwz_run) */
     int cs;                    /* channel stride of the weight quads: cout rounded up to 16 */
@@ -144,10 +145,14 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
      * 2·(nb − 1)·64 + 66 + maxoff + 63 */
     const size_t reach = g->cm == 2 ? (size_t)g->nb * 128 + 2 + maxoff : (size_t)g->nb * 64 + 3 + maxoff;
     const size_t planes = (size_t)sh * g->xs * g->pq;
-    g->plane_bytes = up64(reach > planes ? reach : planes);
+    /* Planes start at byte org of their buffer: for one plane, where its first
+     * input byte begins a 64-byte window, so a 7x7 plane's interior (61 bytes
+     * at pitch 9) is one window of the permute fill, not two. */
+    g->org = sh == 1 && g->cm ? (int)((64 - ((size_t)g->ry0 * g->rp + p->pad_l) % 64) % 64) : 0;
+    g->plane_bytes = up64(g->org + (reach > planes ? reach : planes));
     /* +128: the row copy and the permute windows load whole vectors */
     g->flat_bytes = up64((size_t)g->nb * 64 * bp_qtype_size(p->out_type) + 128);
-    const size_t nwi = (planes + 63) / 64, nwo = ((size_t)g->oh * g->ow + 63) / 64;
+    const size_t nwi = (g->org + planes + 63) / 64, nwo = ((size_t)g->oh * g->ow + 63) / 64;
     /* int16 positions in the tables */
     const int fits = (size_t)p->h * p->w < 32768 && (size_t)g->oh * g->wq + 128 < 32768;
     g->nwi = fits && nwi <= MAXWIN && nwo <= MAXWIN ? (int)nwi : 0;
@@ -215,7 +220,7 @@ DWZ static void dwz_fill(const bp_qconv_params *p, const dwz_geo *g, const uint8
     const int sh = g->sh, w = p->w;
     const size_t pstep = (size_t)g->xs * g->pq; /* from row phase py to py + 1 */
     int py = g->py0;
-    uint8_t *row0 = planes + (size_t)g->ry0 * g->rp; /* row Y/sh of row phase 0 */
+    uint8_t *row0 = planes + g->org + (size_t)g->ry0 * g->rp; /* row Y/sh of row phase 0 */
     if (g->cm) { /* whole rows */
         const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
         const __mmask64 m = low_mask64(w);
@@ -309,7 +314,7 @@ DWZV static int dwz_in_windows(const bp_qconv_params *p, const dwz_geo *g, int16
                                           13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     int py = g->py0, r = g->ry0;
     for (int iy = 0; iy < p->h; iy++) {
-        const size_t rowp = (size_t)py * g->xs * g->pq + (size_t)r * g->rp;
+        const size_t rowp = g->org + (size_t)py * g->xs * g->pq + (size_t)r * g->rp;
         if (g->cm) /* whole rows: consecutive positions */
             for (int x = 0; x < p->w; x += 32)
                 _mm512_mask_storeu_epi16(map + rowp + p->pad_l + x, (__mmask32)low_mask64(p->w - x),
@@ -424,7 +429,8 @@ __attribute__((always_inline)) DWZ static inline __m512i dwz_requant64(__m512i x
     return _mm512_mask_blend_epi32(0xAAAA, pe, po);
 }
 
-__attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, const dwz_req *rq, int mode)
+__attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, const dwz_req *rq, int mode,
+                                                                   int clamp)
 {
     if (mode == 0)
         x = dwz_requant64(x, rq);
@@ -437,7 +443,25 @@ __attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, c
             v[j] = bp_requant(v[j], rq->q);
         x = _mm512_loadu_si512((const void *)v);
     }
-    return _mm512_min_epi32(_mm512_max_epi32(x, rq->lo), rq->hi);
+    return clamp ? _mm512_min_epi32(_mm512_max_epi32(x, rq->lo), rq->hi) : x;
+}
+
+/* 8-bit output of 4 requantized vectors: saturating packs (the clamp itself
+ * when it is the type's range) give, in 128-bit lane L, bytes
+ * a0[4L..4L+3], a1[..], a2[..], a3[..]; a byte shuffle within lanes puts them
+ * in output order (byte 4j + r from a_r, lane j), and at stride 2 (a0, a1:
+ * outputs 2j, 2j + 1; a2, a3: 32 + 2j, 33 + 2j) a qword permute follows.
+ * Shuffle-port work instead of eight min/max and the shift-or merge on the
+ * port that also runs vpdpbusd and the multiplies. */
+__attribute__((always_inline)) DWZ static inline __m512i dwz_pack8(__m512i a0, __m512i a1, __m512i a2, __m512i a3,
+                                                                  int u8, int stride2)
+{
+    __m512i x = u8 ? _mm512_packus_epi16(_mm512_packus_epi32(a0, a1), _mm512_packus_epi32(a2, a3))
+                   : _mm512_packs_epi16(_mm512_packs_epi32(a0, a1), _mm512_packs_epi32(a2, a3));
+    if (!stride2)
+        return _mm512_shuffle_epi8(x, _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400));
+    x = _mm512_shuffle_epi8(x, _mm512_set4_epi32(0x0F0B0E0A, 0x0D090C08, 0x07030602, 0x05010400));
+    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), x);
 }
 
 /* One channel plane: 64 outputs per block, 4 accumulators (outputs 4j + r),
@@ -445,7 +469,7 @@ __attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, c
 __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g, int nops, int mode,
                                                               const uint8_t *planes, const int32_t *wc,
                                                               int32_t b, const dwz_req *rq, bp_qtype type,
-                                                              uint8_t *flat)
+                                                              int clamp, uint8_t *flat)
 {
     const __m512i vb = _mm512_set1_epi32(b);
     for (int blk = 0; blk < g->nb; blk++) {
@@ -460,10 +484,10 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
             a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512((const void *)(t + 2)), w);
             a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512((const void *)(t + 3)), w);
         }
-        a0 = dwz_finish(a0, rq, mode);
-        a1 = dwz_finish(a1, rq, mode);
-        a2 = dwz_finish(a2, rq, mode);
-        a3 = dwz_finish(a3, rq, mode);
+        a0 = dwz_finish(a0, rq, mode, clamp);
+        a1 = dwz_finish(a1, rq, mode, clamp);
+        a2 = dwz_finish(a2, rq, mode, clamp);
+        a3 = dwz_finish(a3, rq, mode, clamp);
         if (type == BP_QT_S32) {
             /* output 4j + r of the block from lane j of a_r */
             int32_t *f = (int32_t *)flat + (size_t)blk * 64;
@@ -472,15 +496,8 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
             _mm512_i32scatter_epi32(f + 1, idx, a1, 4);
             _mm512_i32scatter_epi32(f + 2, idx, a2, 4);
             _mm512_i32scatter_epi32(f + 3, idx, a3, 4);
-        } else {
-            /* clamped into the 8-bit type: the low byte is the value; byte r
-             * of dword j is output 4j + r */
-            const __m512i lo8 = _mm512_set1_epi32(0xFF);
-            __m512i v = _mm512_or_si512(_mm512_and_si512(a0, lo8), _mm512_slli_epi32(_mm512_and_si512(a1, lo8), 8));
-            v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_and_si512(a2, lo8), 16));
-            v = _mm512_or_si512(v, _mm512_slli_epi32(a3, 24));
-            _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), v);
-        }
+        } else
+            _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, 0));
     }
 }
 
@@ -491,7 +508,7 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
 __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *g, int nops, int mode,
                                                                const uint8_t *planes, const int32_t *wc,
                                                                int32_t b, const dwz_req *rq, bp_qtype type,
-                                                               uint8_t *flat)
+                                                               int clamp, uint8_t *flat)
 {
     const __m512i vb = _mm512_set1_epi32(b);
     for (int blk = 0; blk < g->nb; blk++) {
@@ -506,10 +523,10 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *
             a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512((const void *)(t + 64)), w);
             a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512((const void *)(t + 66)), w);
         }
-        a0 = dwz_finish(a0, rq, mode);
-        a1 = dwz_finish(a1, rq, mode);
-        a2 = dwz_finish(a2, rq, mode);
-        a3 = dwz_finish(a3, rq, mode);
+        a0 = dwz_finish(a0, rq, mode, clamp);
+        a1 = dwz_finish(a1, rq, mode, clamp);
+        a2 = dwz_finish(a2, rq, mode, clamp);
+        a3 = dwz_finish(a3, rq, mode, clamp);
         if (type == BP_QT_S32) {
             int32_t *f = (int32_t *)flat + (size_t)blk * 64;
             const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -517,28 +534,23 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *
             _mm512_i32scatter_epi32(f + 1, idx, a1, 4);
             _mm512_i32scatter_epi32(f + 32, idx, a2, 4);
             _mm512_i32scatter_epi32(f + 33, idx, a3, 4);
-        } else {
-            /* byte h of word j is output 2j + h of the half; vpmovdw keeps
-             * the low word of each dword */
-            const __m512i lo8 = _mm512_set1_epi32(0xFF);
-            __m256i l = _mm512_cvtepi32_epi16(_mm512_or_si512(_mm512_and_si512(a0, lo8), _mm512_slli_epi32(a1, 8)));
-            __m256i h = _mm512_cvtepi32_epi16(_mm512_or_si512(_mm512_and_si512(a2, lo8), _mm512_slli_epi32(a3, 8)));
-            _mm512_storeu_si512((void *)(flat + (size_t)blk * 64),
-                                _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1));
-        }
+        } else
+            _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, 1));
     }
 }
 
 #define DWZ_MODES(PLANE, NOPS)                                                     \
     do {                                                                           \
-        if (mode == 0)                                                             \
-            PLANE(g, NOPS, 0, pl, wc, beff[c], &rq, type, fl);                     \
+        if (mode == 0 && !clamp)                                                   \
+            PLANE(g, NOPS, 0, pl, wc, beff[c], &rq, type, 0, fl);                  \
+        else if (mode == 0)                                                        \
+            PLANE(g, NOPS, 0, pl, wc, beff[c], &rq, type, 1, fl);                  \
         else if (mode == 1)                                                        \
-            PLANE(g, NOPS, 1, pl, wc, beff[c], &rq, type, fl);                     \
+            PLANE(g, NOPS, 1, pl, wc, beff[c], &rq, type, 1, fl);                  \
         else if (mode == 3)                                                        \
-            PLANE(g, NOPS, 3, pl, wc, beff[c], &rq, type, fl);                     \
+            PLANE(g, NOPS, 3, pl, wc, beff[c], &rq, type, 1, fl);                  \
         else                                                                       \
-            PLANE(g, NOPS, 2, pl, wc, beff[c], &rq, type, fl);                     \
+            PLANE(g, NOPS, 2, pl, wc, beff[c], &rq, type, 1, fl);                  \
     } while (0)
 
 /* Planes go in chunks of cb: fill the chunk's phase planes, compute them all,
@@ -555,6 +567,9 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
     const size_t nplanes = (size_t)p->n * p->cout;
     const bp_qtype type = p->out_type;
     const __m512i lo = _mm512_set1_epi32(p->out_min), hi = _mm512_set1_epi32(p->out_max);
+    /* 8-bit outputs clamped to the whole type: the saturating packs clamp */
+    const int clamp = !(type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255) &&
+                      !(type == BP_QT_S8 && p->out_min == -128 && p->out_max == 127);
     int c0 = 0; /* channel of plane ch0 */
     for (size_t ch0 = 0; ch0 < nplanes; ch0 += (size_t)g->cb, c0 = (c0 + g->cb) % p->cout) {
         const int nc = nplanes - ch0 < (size_t)g->cb ? (int)(nplanes - ch0) : g->cb;
@@ -566,7 +581,7 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
                 dwz_fill(p, g, src, planes + (size_t)i * g->plane_bytes, s8);
         }
         for (int i = 0, c = c0; i < nc; i++, c = c + 1 == p->cout ? 0 : c + 1) {
-            const uint8_t *pl = planes + (size_t)i * g->plane_bytes;
+            const uint8_t *pl = planes + (size_t)i * g->plane_bytes + g->org;
             uint8_t *fl = flat + (size_t)i * g->flat_bytes;
             const bp_qmul q = qm[c];
             const int e = -q.shift;
