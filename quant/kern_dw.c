@@ -40,8 +40,7 @@
 #include "quant/kern_dw.h"
 #include "quant/kern_internal.h"
 
-#define DWZ __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define DWZV __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+#define DWZ __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 #define MAXOPS 64
 #define MAXWIN 64 /* 64-byte windows of the byte-permute fill and copy-out */
 
@@ -53,6 +52,7 @@ typedef struct {
     uint64_t m1, m2; /* load masks of the two source vectors (inside the source) */
     int32_t base;
     int32_t act;     /* takes any byte from the source */
+    int32_t dst;     /* byte offset of the window in its destination */
 } dwz_win;
 
 typedef struct {
@@ -254,10 +254,14 @@ DWZ static void dwz_fill(const bp_qconv_params *p, const dwz_geo *g, const uint8
     }
 }
 
-/* AVX512_VBMI (vpermb/vpermt2b): CPUID leaf 7 ECX bit 1, looked up once
- * (CPUID traps to the hypervisor in a VM). Ice Lake and later have it,
- * Cascade Lake (AVX-512 VNNI) does not. */
+/* AVX512_VBMI (vpermt2b): CPUID leaf 7 ECX bit 1, looked up once (CPUID
+ * traps to the hypervisor in a VM). Ice Lake and later have it; Cascade Lake
+ * (AVX-512 VNNI without VBMI) keeps the AVX2 depthwise kernel. */
 static int vbmi_flag = -1;
+/* Tests turn the permute windows off to reach the row-by-row paths. */
+static int dwz_windows_on = 1;
+void bp_qk_dwz_set_windows(int on) { dwz_windows_on = on; }
+
 static int have_vbmi(void)
 {
     if (vbmi_flag < 0) {
@@ -270,7 +274,7 @@ static int have_vbmi(void)
 /* Turns 64 int16 source positions (−1: none) into a window: base = the
  * smallest, idx = offsets from it, mask = present. 0 when they span 128 or
  * more bytes. */
-DWZV static int dwz_window(const int16_t *pos, dwz_win *t)
+DWZ static int dwz_window(const int16_t *pos, dwz_win *t)
 {
     const __m512i v0 = _mm512_loadu_si512((const void *)pos), v1 = _mm512_loadu_si512((const void *)(pos + 32));
     const __mmask32 k0 = _mm512_cmpge_epi16_mask(v0, _mm512_setzero_si512()),
@@ -300,12 +304,13 @@ DWZV static int dwz_window(const int16_t *pos, dwz_win *t)
     return 1;
 }
 
-/* Windows of the phase planes: which input byte each plane byte holds. map
- * (nwi·64 int16) is scratch. 0 when a window's bytes span 128 or more input
- * bytes (wide rows at stride 2): then rows are copied one by one. Vector
+/* Windows of the phase planes: which input byte each plane byte holds; the
+ * count of windows that hold any (packed to the front of win). map (nwi·64
+ * int16) is scratch. 0 when a window's bytes span 128 or more input bytes
+ * (wide rows at stride 2): then rows are copied one by one. Vector
  * code: with scalar loops, building the tables cost a third of a 16-channel
  * 14x14 layer at batch 1. */
-DWZV static int dwz_in_windows(const bp_qconv_params *p, const dwz_geo *g, int16_t *map, dwz_win *win)
+DWZ static int dwz_in_windows(const bp_qconv_params *p, const dwz_geo *g, int16_t *map, dwz_win *win)
 {
     const int n = g->nwi * 64, plane = p->h * p->w;
     for (int i = 0; i < n; i += 32)
@@ -330,22 +335,26 @@ DWZV static int dwz_in_windows(const bp_qconv_params *p, const dwz_geo *g, int16
         if (++py == g->sh)
             py = 0, r++;
     }
+    int na = 0; /* the windows holding input bytes, packed to the front */
     for (int wi = 0; wi < g->nwi; wi++) {
-        if (!dwz_window(map + wi * 64, &win[wi]))
+        dwz_win *t = &win[na];
+        if (!dwz_window(map + wi * 64, t))
             return 0;
-        if (win[wi].act) {
-            const int left = plane - win[wi].base;
-            win[wi].m1 = low_mask64(left);
-            win[wi].m2 = left > 64 ? low_mask64(left - 64) : 0;
+        if (t->act) {
+            const int left = plane - t->base;
+            t->m1 = low_mask64(left);
+            t->m2 = left > 64 ? low_mask64(left - 64) : 0;
+            t->dst = wi * 64;
+            na++;
         }
     }
-    return 1;
+    return na;
 }
 
 /* Windows of the output plane: output byte o = (oy, ox) comes from flat
  * position oy·wq + ox. map (nwo·64 int16) is scratch. 0 when a window spans
  * 128 or more flat bytes. */
-DWZV static int dwz_out_windows(const dwz_geo *g, int16_t *map, dwz_win *win)
+DWZ static int dwz_out_windows(const dwz_geo *g, int16_t *map, dwz_win *win)
 {
     const int n = g->nwo * 64;
     const __m512i iota = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
@@ -364,24 +373,23 @@ DWZV static int dwz_out_windows(const dwz_geo *g, int16_t *map, dwz_win *win)
 
 /* The phase planes' windows that hold input bytes, by permutes: no row loop,
  * whole 64-byte stores (padding bytes come out as zeros, then flipped). */
-DWZV static void dwz_fill_perm(const dwz_geo *g, const dwz_win *win, const uint8_t *src, uint8_t *planes,
-                               int s8)
+__attribute__((always_inline)) DWZ static inline void dwz_fill_perm(int na, const dwz_win *win,
+                                                                  const uint8_t *src, uint8_t *planes,
+                                                                  __m512i flip)
 {
-    const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
-    for (int wi = 0; wi < g->nwi; wi++) {
-        const dwz_win *t = &win[wi];
-        if (!t->act)
-            continue;
+    for (int k = 0; k < na; k++) {
+        const dwz_win *t = &win[k];
         const __m512i a = _mm512_maskz_loadu_epi8(t->m1, src + t->base);
         const __m512i b = _mm512_maskz_loadu_epi8(t->m2, src + t->base + 64);
         const __m512i idx = _mm512_loadu_si512((const void *)t->idx);
-        _mm512_store_si512((void *)(planes + (size_t)wi * 64),
+        _mm512_store_si512((void *)(planes + t->dst),
                            _mm512_xor_si512(_mm512_maskz_permutex2var_epi8(t->mask, a, idx, b), flip));
     }
 }
 
 /* The output plane from the flat output by permutes, 64 bytes at a time. */
-DWZV static void dwz_out_perm(const dwz_geo *g, const dwz_win *win, const uint8_t *flat, uint8_t *d)
+__attribute__((always_inline)) DWZ static inline void dwz_out_perm(const dwz_geo *g, const dwz_win *win,
+                                                                 const uint8_t *flat, uint8_t *d)
 {
     for (int k = 0; k < g->nwo; k++, d += 64) {
         const dwz_win *t = &win[k];
@@ -560,13 +568,14 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *
  * which is most of the time of a 7x7 plane done in one go. */
 DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *in, const int32_t *wd,
                         const int32_t *beff, const bp_qmul *qm, void *out, uint8_t *planes, uint8_t *flat,
-                        const dwz_win *win_in, const dwz_win *win_out)
+                        int nwin, const dwz_win *win_in, const dwz_win *win_out)
 {
     const int s8 = p->in_type == BP_QT_S8, oh = g->oh, ow = g->ow, wq = g->wq, nops = g->nops;
     const size_t plane = (size_t)p->h * p->w, oplane = (size_t)oh * ow;
     const size_t nplanes = (size_t)p->n * p->cout;
     const bp_qtype type = p->out_type;
     const __m512i lo = _mm512_set1_epi32(p->out_min), hi = _mm512_set1_epi32(p->out_max);
+    const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
     /* 8-bit outputs clamped to the whole type: the saturating packs clamp */
     const int clamp = !(type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255) &&
                       !(type == BP_QT_S8 && p->out_min == -128 && p->out_max == 127);
@@ -576,7 +585,7 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
         for (int i = 0; i < nc; i++) {
             const uint8_t *src = (const uint8_t *)in + (ch0 + i) * plane;
             if (win_in)
-                dwz_fill_perm(g, win_in, src, planes + (size_t)i * g->plane_bytes, s8);
+                dwz_fill_perm(nwin, win_in, src, planes + (size_t)i * g->plane_bytes, flip);
             else
                 dwz_fill(p, g, src, planes + (size_t)i * g->plane_bytes, s8);
         }
@@ -674,7 +683,7 @@ int bp_qconv_dwz(const bp_qconv_params *p, const void *in, const uint8_t *wpanel
                  const bp_qmul *qm, void *out, void *scratch)
 {
     dwz_geo g;
-    if (!dwz_geometry(p, &g))
+    if (!have_vbmi() || !dwz_geometry(p, &g))
         return 0;
     size_t o_beff, o_planes, o_flat;
     dwz_layout(p, &g, &o_beff, &o_planes, &o_flat);
@@ -684,15 +693,16 @@ int bp_qconv_dwz(const bp_qconv_params *p, const void *in, const uint8_t *wpanel
     const int s8 = p->in_type == BP_QT_S8;
     dwz_weights(p, &g, wpanel, bias, wd, beff);
     const dwz_win *win_in = NULL, *win_out = NULL;
-    if (g.nwi && have_vbmi()) {
+    int nwin = 0;
+    if (g.nwi && dwz_windows_on) {
         dwz_win *w = (dwz_win *)(flat + (size_t)g.cb * g.flat_bytes);
         int16_t *map = (int16_t *)((uint8_t *)w + up64(sizeof(dwz_win) * (size_t)(g.nwi + g.nwo)));
-        if (dwz_in_windows(p, &g, map, w))
+        if ((nwin = dwz_in_windows(p, &g, map, w)) > 0)
             win_in = w;
         if (p->out_type != BP_QT_S32 && dwz_out_windows(&g, map, w + g.nwi))
             win_out = w + g.nwi;
     }
     memset(planes, s8 ? 0x80 : 0, (size_t)g.cb * g.plane_bytes);
-    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat, win_in, win_out);
+    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat, nwin, win_in, win_out);
     return 1;
 }

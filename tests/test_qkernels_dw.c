@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/kern_dw.h"
 #include "quant/qkernels.h"
 
 typedef __int128 i128;
@@ -130,22 +131,26 @@ static long run_case(const dw_case *t, int id)
                     want[(((size_t)n * p.cout + c) * oh + oy) * ow + ox] =
                         v < p.out_min ? p.out_min : v > p.out_max ? p.out_max : v;
                 }
-    const bp_qkern_impl impls[] = {BP_QKERN_REF, BP_QKERN_AVX2, BP_QKERN_AVXVNNI, BP_QKERN_AVX512VNNI};
+    /* the last entry: AVX-512 VNNI with kern_dw.c's permute windows off */
+    const bp_qkern_impl impls[] = {BP_QKERN_REF, BP_QKERN_AVX2, BP_QKERN_AVXVNNI, BP_QKERN_AVX512VNNI,
+                                   BP_QKERN_AVX512VNNI};
+    const int nimpl = (int)(sizeof impls / sizeof impls[0]);
     long bad = 0;
     void *o = malloc(osz + 64);
-    for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+    for (int k = 0; k < nimpl; k++) {
         if (!bp_qkern_available(impls[k]))
             continue;
         bp_qkern_set_impl(impls[k]);
+        bp_qk_dwz_set_windows(k != nimpl - 1);
         memset(o, 0xA5, osz + 64); /* also a guard past the end */
         memset(scratch, 0x5A, ssz); /* the kernels must not rely on zeroed scratch */
         cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o, scratch), BP_OK, "%s", bp_last_error());
         for (size_t i = 0; i < nout; i++) {
             int64_t got = get_out(o, i, p.out_type);
             if (got != want[i] && bad++ < 5)
-                cr_log_error("case %d %s (n%d c%d %dx%d k%dx%d s%dx%d d%dx%d pad %d %d %d %d w%d %s>%s): "
+                cr_log_error("case %d %s%s (n%d c%d %dx%d k%dx%d s%dx%d d%dx%d pad %d %d %d %d w%d %s>%s): "
                              "out[%zu] = %lld, want %lld",
-                             id, bp_qkern_name(impls[k]), p.n, p.cin, p.h, p.w, p.kh, p.kw, p.stride_h,
+                             id, bp_qkern_name(impls[k]), k == nimpl - 1 ? " rows" : "", p.n, p.cin, p.h, p.w, p.kh, p.kw, p.stride_h,
                              p.stride_w, p.dil_h, p.dil_w, p.pad_t, p.pad_l, p.pad_b, p.pad_r, p.wbits,
                              p.in_type == BP_QT_U8 ? "u8" : "s8",
                              p.out_type == BP_QT_S8 ? "s8" : p.out_type == BP_QT_U8 ? "u8" : "s32", i,
@@ -156,6 +161,7 @@ static long run_case(const dw_case *t, int id)
                 cr_log_error("case %d %s: wrote past the output (byte %zu)", id, bp_qkern_name(impls[k]), i);
     }
     bp_qkern_set_impl(BP_QKERN_AUTO);
+    bp_qk_dwz_set_windows(1);
     free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(want), free(o);
     return bad;
 }
