@@ -55,6 +55,14 @@ typedef struct {
     int32_t dst;     /* byte offset of the window in its destination */
 } dwz_win;
 
+/* A channel's requantization constants, set once per call (dwz_channels). */
+typedef struct {
+    int64_t nudge, thr;   /* mode 0: 2^30 + 2^(30+e), 2^(30+e) */
+    int64_t cnt_e, cnt_o; /* mode 0: 31 + e, e − 1 */
+    bp_qmul q;
+    int32_t e, mk, mode;  /* right shift, 2^e − 1, mode (below) */
+} dwz_chq;
+
 typedef struct {
     int oh, ow, sh, sw, hq, wq;
     int cm;                    /* columns: 1 stride 1, 2 stride 2 (whole rows, outputs at
@@ -163,14 +171,16 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
     return 1;
 }
 
-/* Scratch: weight quads (nops·cs int32), corrected biases (cs int32), cb
+/* Scratch: weight quads (nops·cs int32), corrected biases (cs int32),
+ * requantization constants (cout dwz_chq), cb
  * phase-plane sets, cb flat outputs, window tables; each piece 64-byte
  * aligned, +64 to align the start. */
 static size_t dwz_layout(const bp_qconv_params *p, const dwz_geo *g, size_t *o_beff, size_t *o_planes,
                          size_t *o_flat)
 {
     *o_beff = up64((size_t)g->cs * g->nops * 4);
-    *o_planes = *o_beff + up64((size_t)g->cs * 4);
+    /* the channels' dwz_chq after the biases */
+    *o_planes = *o_beff + up64((size_t)g->cs * 4) + up64(sizeof(dwz_chq) * (size_t)p->cout);
     *o_flat = *o_planes + (size_t)g->cb * g->plane_bytes;
     /* then the window tables, and (while they are built) an int16 map of the
      * phase planes */
@@ -403,6 +413,23 @@ __attribute__((always_inline)) DWZ static inline void dwz_out_perm(const dwz_geo
     }
 }
 
+static void dwz_channels(const bp_qmul *qm, int cout, dwz_chq *chq)
+{
+    for (int c = 0; c < cout; c++) {
+        const bp_qmul q = qm[c];
+        const int e = -q.shift;
+        dwz_chq *d = &chq[c];
+        d->q = q;
+        d->e = e;
+        d->mode = e < 0 || e > 31 ? 2 : q.mult == 0 ? 1 : e == 0 ? 3 : 0;
+        d->mk = d->mode != 2 ? (int32_t)((1u << e) - 1) : 0;
+        d->thr = d->mode == 0 ? (int64_t)1 << (30 + e) : 0;
+        d->nudge = ((int64_t)1 << 30) + d->thr;
+        d->cnt_e = 31 + e;
+        d->cnt_o = e - 1;
+    }
+}
+
 /* One channel's requantization:
  *   mode 0: mult != 0 and a right shift e in 1..31, as one rounding in 64 bits
  *           (dwz_requant64);
@@ -568,7 +595,7 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *
  * which is most of the time of a 7x7 plane done in one go. */
 DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *in, const int32_t *wd,
                         const int32_t *beff, const bp_qmul *qm, void *out, uint8_t *planes, uint8_t *flat,
-                        int nwin, const dwz_win *win_in, const dwz_win *win_out)
+                        const dwz_chq *chq, int nwin, const dwz_win *win_in, const dwz_win *win_out)
 {
     const int s8 = p->in_type == BP_QT_S8, oh = g->oh, ow = g->ow, wq = g->wq, nops = g->nops;
     const size_t plane = (size_t)p->h * p->w, oplane = (size_t)oh * ow;
@@ -592,15 +619,12 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
         for (int i = 0, c = c0; i < nc; i++, c = c + 1 == p->cout ? 0 : c + 1) {
             const uint8_t *pl = planes + (size_t)i * g->plane_bytes + g->org;
             uint8_t *fl = flat + (size_t)i * g->flat_bytes;
-            const bp_qmul q = qm[c];
-            const int e = -q.shift;
-            const int mode = e < 0 || e > 31 ? 2 : q.mult == 0 ? 1 : e == 0 ? 3 : 0;
-            const uint32_t mk = mode != 2 ? (1u << e) - 1 : 0;
-            const int64_t t = mode == 0 ? (int64_t)1 << (30 + e) : 0;
-            dwz_req rq = {_mm512_set1_epi32(q.mult), _mm512_set1_epi32(e), _mm512_set1_epi32((int32_t)mk),
-                          _mm512_set1_epi32((int32_t)(mk >> 1)), lo, hi,
-                          _mm512_set1_epi64(((int64_t)1 << 30) + t), _mm512_set1_epi64(t),
-                          _mm_cvtsi32_si128(31 + e), _mm_cvtsi32_si128(e - 1), q};
+            const dwz_chq *cq = &chq[c];
+            const int mode = cq->mode;
+            dwz_req rq = {_mm512_set1_epi32(cq->q.mult), _mm512_set1_epi32(cq->e), _mm512_set1_epi32(cq->mk),
+                          _mm512_set1_epi32(cq->mk >> 1), lo, hi, _mm512_set1_epi64(cq->nudge),
+                          _mm512_set1_epi64(cq->thr), _mm_loadu_si64(&cq->cnt_e), _mm_loadu_si64(&cq->cnt_o),
+                          cq->q};
             const int32_t *wc = wd + c;
             if (g->cm == 2) {
                 if (nops == 3)
@@ -703,6 +727,8 @@ int bp_qconv_dwz(const bp_qconv_params *p, const void *in, const uint8_t *wpanel
             win_out = w + g.nwi;
     }
     memset(planes, s8 ? 0x80 : 0, (size_t)g.cb * g.plane_bytes);
-    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat, nwin, win_in, win_out);
+    dwz_chq *chq = (dwz_chq *)(base + o_beff + up64((size_t)g.cs * 4));
+    dwz_channels(qm, p->cout, chq);
+    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat, chq, nwin, win_in, win_out);
     return 1;
 }
