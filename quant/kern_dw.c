@@ -110,6 +110,13 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
     g->pq = (size_t)g->hq * g->rp;
     g->cs = (p->cout + 15) / 16 * 16;
     g->py0 = p->pad_t % sh, g->ry0 = p->pad_t / sh;
+    /* column phase and position of each kx, divided once (this runs per call) */
+    int kpx[64], kcol[64];
+    for (int kx = 0; kx < p->kw; kx++) {
+        const int X = kx * p->dil_w;
+        kpx[kx] = cdiv == 1 ? 0 : X % cdiv;
+        kcol[kx] = cdiv == 1 ? X : X / cdiv;
+    }
     int n = 0;
     size_t maxoff = 0;
     for (int ky = 0; ky < p->kh; ky++) {
@@ -117,12 +124,11 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
         for (int px = 0; px < g->xs; px++) {
             int cmin = -1, cmax = -1;
             for (int kx = 0; kx < p->kw; kx++) {
-                const int X = kx * p->dil_w;
-                if (X % cdiv != px)
+                if (kpx[kx] != px)
                     continue;
                 if (cmin < 0)
-                    cmin = X / cdiv;
-                cmax = X / cdiv;
+                    cmin = kcol[kx];
+                cmax = kcol[kx];
             }
             if (cmin < 0)
                 continue;
@@ -134,14 +140,10 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
                     return 0;
                 g->off[n] = (int32_t)off;
                 maxoff = off > maxoff ? off : maxoff;
-                for (int j = 0; j < 4; j++) {
-                    g->tap[n][j] = -1;
-                    for (int kx = 0; kx < p->kw; kx++) {
-                        const int X = kx * p->dil_w;
-                        if (X % cdiv == px && X / cdiv == c0 + j)
-                            g->tap[n][j] = (int8_t)(ky * p->kw + kx);
-                    }
-                }
+                memset(g->tap[n], -1, 4);
+                for (int kx = 0; kx < p->kw; kx++)
+                    if (kpx[kx] == px && kcol[kx] >= c0 && kcol[kx] < c0 + 4)
+                        g->tap[n][kcol[kx] - c0] = (int8_t)(ky * p->kw + kx);
                 n++;
             }
         }
@@ -295,16 +297,16 @@ DWZ static int dwz_window(const int16_t *pos, dwz_win *t)
         return 1;
     /* absent lanes as INT16_MAX for the minimum, −1 already loses the maximum */
     const __m512i big = _mm512_set1_epi16(INT16_MAX);
-    __m512i mn = _mm512_min_epi16(_mm512_mask_blend_epi16(k0, big, v0), _mm512_mask_blend_epi16(k1, big, v1));
-    __m512i mx = _mm512_max_epi16(v0, v1);
-    int16_t a[32], b[32];
-    _mm512_storeu_si512((void *)a, mn);
-    _mm512_storeu_si512((void *)b, mx);
-    int lo = a[0], hi = b[0];
-    for (int j = 1; j < 32; j++) {
-        lo = a[j] < lo ? a[j] : lo;
-        hi = b[j] > hi ? b[j] : hi;
-    }
+    const __m512i mn = _mm512_min_epi16(_mm512_mask_blend_epi16(k0, big, v0), _mm512_mask_blend_epi16(k1, big, v1));
+    const __m512i mx = _mm512_max_epi16(v0, v1);
+    /* horizontal: halve to 8 words, then phminposuw (positions are 0..32767,
+     * and 32767 − x turns the maximum into a minimum) */
+    __m256i n8 = _mm256_min_epi16(_mm512_castsi512_si256(mn), _mm512_extracti64x4_epi64(mn, 1));
+    __m256i x8 = _mm256_max_epi16(_mm512_castsi512_si256(mx), _mm512_extracti64x4_epi64(mx, 1));
+    __m128i n4 = _mm_min_epi16(_mm256_castsi256_si128(n8), _mm256_extracti128_si256(n8, 1));
+    __m128i x4 = _mm_max_epi16(_mm256_castsi256_si128(x8), _mm256_extracti128_si256(x8, 1));
+    const int lo = _mm_cvtsi128_si32(_mm_minpos_epu16(n4)) & 0xFFFF;
+    const int hi = 32767 - (_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_sub_epi16(_mm_set1_epi16(32767), x4))) & 0xFFFF);
     if (hi - lo >= 128)
         return 0;
     t->base = lo;
