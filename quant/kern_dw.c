@@ -387,15 +387,16 @@ DWZ static int dwz_out_windows(const dwz_geo *g, int16_t *map, dwz_win *win)
  * whole 64-byte stores (padding bytes come out as zeros, then flipped). */
 __attribute__((always_inline)) DWZ static inline void dwz_fill_perm(int na, const dwz_win *win,
                                                                   const uint8_t *src, uint8_t *planes,
-                                                                  __m512i flip)
+                                                                  int s8)
 {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int k = 0; k < na; k++) {
         const dwz_win *t = &win[k];
         const __m512i a = _mm512_maskz_loadu_epi8(t->m1, src + t->base);
         const __m512i b = _mm512_maskz_loadu_epi8(t->m2, src + t->base + 64);
         const __m512i idx = _mm512_loadu_si512((const void *)t->idx);
-        _mm512_store_si512((void *)(planes + t->dst),
-                           _mm512_xor_si512(_mm512_maskz_permutex2var_epi8(t->mask, a, idx, b), flip));
+        const __m512i v = _mm512_maskz_permutex2var_epi8(t->mask, a, idx, b);
+        _mm512_store_si512((void *)(planes + t->dst), s8 ? _mm512_xor_si512(v, flip) : v);
     }
 }
 
@@ -604,7 +605,6 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
     const size_t nplanes = (size_t)p->n * p->cout;
     const bp_qtype type = p->out_type;
     const __m512i lo = _mm512_set1_epi32(p->out_min), hi = _mm512_set1_epi32(p->out_max);
-    const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
     /* 8-bit outputs clamped to the whole type: the saturating packs clamp */
     const int clamp = !(type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255) &&
                       !(type == BP_QT_S8 && p->out_min == -128 && p->out_max == 127);
@@ -613,8 +613,10 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
         const int nc = nplanes - ch0 < (size_t)g->cb ? (int)(nplanes - ch0) : g->cb;
         for (int i = 0; i < nc; i++) {
             const uint8_t *src = (const uint8_t *)in + (ch0 + i) * plane;
-            if (win_in)
-                dwz_fill_perm(nwin, win_in, src, planes + (size_t)i * g->plane_bytes, flip);
+            if (win_in && s8)
+                dwz_fill_perm(nwin, win_in, src, planes + (size_t)i * g->plane_bytes, 1);
+            else if (win_in)
+                dwz_fill_perm(nwin, win_in, src, planes + (size_t)i * g->plane_bytes, 0);
             else
                 dwz_fill(p, g, src, planes + (size_t)i * g->plane_bytes, s8);
         }
