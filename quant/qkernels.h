@@ -7,8 +7,9 @@
  * tdpbssd/tdpbsud on an implicit GEMM over channel quads, kern_amx.c; the
  * rest as AVX-512 VNNI), AVX-512 VNNI, AVX-VNNI (convs: uint8 activation
  * quads and vpdpbusd, signed inputs shifted by 128 and corrected through the
- * bias; depthwise convs and GEMMs: the AVX2 kernels, GEMM with vpdpwssd),
- * AVX2 (int16 pairs and vpmaddwd), and a portable C reference.
+ * bias; depthwise convs and GEMMs: the AVX2 kernels, GEMM with vpdpwssd,
+ * except AVX-512 depthwise convs on flattened planes with VBMI,
+ * kern_dw.c), AVX2 (int16 pairs and vpmaddwd), and a portable C reference.
  * CPU features are looked up once (AVX2 and AVX-512 F/BW/VL by
  * __builtin_cpu_supports; AVX-VNNI, CPUID leaf 7 subleaf 1 EAX bit 4, and
  * AVX512_VNNI, leaf 7 ECX bit 11, by CPUID; AMX-TILE/AMX-INT8, leaf 7 EDX bits
@@ -131,8 +132,9 @@ typedef enum {
     BP_QKERN_AVX2,     /* BP_ERR_UNSUPPORTED from kernels when the CPU lacks AVX2 */
     BP_QKERN_AVXVNNI,  /* convs: uint8 activations and vpdpbusd on ymm (AVX-VNNI);
                           depthwise and GEMM: the AVX2 kernel with vpdpwssd */
-    BP_QKERN_AVX512VNNI, /* convs: vpdpbusd on zmm (AVX-512 F/BW/VL/VNNI); depthwise
-                          and GEMM: the AVX2 kernel (with vpdpwssd if AVX-VNNI) */
+    BP_QKERN_AVX512VNNI, /* convs: vpdpbusd on zmm (AVX-512 F/BW/VL/VNNI); depthwise:
+                          kern_dw.c if the CPU has AVX512_VBMI; GEMM (and depthwise
+                          without VBMI): the AVX2 kernel (with vpdpwssd if AVX-VNNI) */
     BP_QKERN_AMX        /* convs except depthwise: AMX int8 tiles (kern_amx.c);
                           the rest as BP_QKERN_AVX512VNNI */
 } bp_qkern_impl;
