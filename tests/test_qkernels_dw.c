@@ -131,9 +131,10 @@ static long run_case(const dw_case *t, int id)
                     want[(((size_t)n * p.cout + c) * oh + oy) * ow + ox] =
                         v < p.out_min ? p.out_min : v > p.out_max ? p.out_max : v;
                 }
-    /* the last entry: AVX-512 VNNI with kern_dw.c's permute windows off */
+    /* AMX hands depthwise convs to the AVX-512 kernel; the last entry is that
+     * kernel with its permute windows off */
     const bp_qkern_impl impls[] = {BP_QKERN_REF, BP_QKERN_AVX2, BP_QKERN_AVXVNNI, BP_QKERN_AVX512VNNI,
-                                   BP_QKERN_AVX512VNNI};
+                                   BP_QKERN_AMX, BP_QKERN_AVX512VNNI};
     const int nimpl = (int)(sizeof impls / sizeof impls[0]);
     long bad = 0;
     void *o = malloc(osz + 64);
