@@ -175,8 +175,8 @@ static void run_one(const char *model, const bench_opts *bo)
                 die(st);
             fprintf(out.fp, "{\"model\": \"%s\", \"samples\": %d, \"batch\": %d, \"threads\": %d, \"probes\": %d,\n"
                             " \"sec_per_grad\": %.6f, \"sec_per_hvp\": %.6f, \"cpu_per_grad\": %.6f, \"cpu_per_hvp\": %.6f,"
-                            " \"cpu_per_hvp4\": %.6f, \"loss\": %.9g,\n \"layers\": [\n",
-                    model ? model : "", samples, batch, omp_get_max_threads(), probes, sg, sh, cg, ch, c4,
+                            " \"cpu_per_hvp4\": %.6f, \"sec_per_hvp4\": %.6f, \"loss\": %.9g,\n \"layers\": [\n",
+                    model ? model : "", samples, batch, omp_get_max_threads(), probes, sg, sh, cg, ch, c4, s4,
                     bp_model_op_loss(m));
             for (int l = 0; l < nl; l++)
             {
@@ -199,8 +199,8 @@ static void run_one(const char *model, const bench_opts *bo)
         if ((st = bp_out_open(&out, json)))
             die(st);
         fprintf(out.fp, "{\"samples\": %d, \"batch\": %d, \"threads\": %d, \"sec_per_grad\": %.6f, \"sec_per_hvp\": %.6f, "
-                        "\"cpu_per_grad\": %.6f, \"cpu_per_hvp\": %.6f, \"cpu_per_hvp4\": %.6f}\n",
-                samples, batch, omp_get_max_threads(), sg, sh, cg, ch, c4);
+                        "\"cpu_per_grad\": %.6f, \"cpu_per_hvp\": %.6f, \"cpu_per_hvp4\": %.6f, \"sec_per_hvp4\": %.6f}\n",
+                samples, batch, omp_get_max_threads(), sg, sh, cg, ch, c4, s4);
         if ((st = bp_out_commit(&out)))
             die(st);
     }
