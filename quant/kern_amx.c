@@ -133,6 +133,9 @@ static size_t tch_of(const amx_geom *gm, int nb)
 }
 /* Pixels of slack after Q's last row: flats run up to 63 past the last
  * output row, taps reach one plane row and a tile row further. */
+/* Bytes of the padded plane for strides > 1 (pgather), with room for the
+ * last block's store and the last 256-byte window. */
+static size_t pp_bytes(const amx_geom *gm) { return (size_t)gm->sh * gm->hps * gm->sw * gm->wps + 64 + 256; }
 static size_t q_slack(const amx_geom *gm) { return (size_t)gm->wps + 192; }
 
 static int geom_of(const bp_qconv_params *p, amx_geom *gm)
@@ -273,7 +276,8 @@ size_t bp_qk_amx_scratch(const bp_qconv_params *p)
     /* T, and QB (the slots' quads before replication) of the same size */
     size_t q = ((size_t)gm.nrp * lq + q_slack(&gm)) * 4, t = 2 * 4 * tch_of(&gm, gm.nbmax);
     size_t rows = (size_t)gm.nmb * 16;
-    return 64 + (q + 63) / 64 * 64 + t + 8 * 1024 + rows * 64 + rows * 32 + 64; /* 32: sizeof(rowpar) */
+    return 64 + (q + 63) / 64 * 64 + t + (pp_bytes(&gm) + 63) / 64 * 64 + 8 * 1024 + rows * 64 + rows * 32 +
+           64; /* 32: sizeof(rowpar) */
 }
 
 /* ---- weight cache ------------------------------------------------------------ */
@@ -286,6 +290,11 @@ typedef struct {
     uint8_t *packed; /* group · nmb · khw · nch A tiles */
     int refs;
     unsigned long stamp;
+    /* the stride gather tables (pgather) of the last input geometry seen:
+     * computing them costs as much as a small batch-1 conv */
+    void *geo;
+    int geo_state; /* 0 none, 1 tables, 2 not applicable */
+    int geo_key[10];
 } wentry;
 
 #define NCACHE 16
@@ -360,6 +369,7 @@ static wentry *acquire_weights(const bp_qconv_params *p, const amx_geom *gm, con
     }
     free(e->copy);
     free(e->packed);
+    free(e->geo);
     memset(e, 0, sizeof *e);
     e->copy = malloc(pbytes);
     e->packed = aligned_alloc(64, (packed_bytes(p, gm) + 63) / 64 * 64);
@@ -476,16 +486,17 @@ typedef struct {
     int cnt[MAX_RUNS];
 } xblocks;
 
-static int expand_blocks(const bp_qconv_params *p, const amx_geom *gm, xblocks *xb)
+/* The padded plane hp × wp (image at row pad_t, column pad_l). */
+static int expand_blocks_for(const bp_qconv_params *p, int hp, int wp, xblocks *xb)
 {
-    const size_t img = img_px(gm);
-    if (gm->sh != 1 || gm->sw != 1 || (img + 63) / 64 > MAX_RUNS)
+    const size_t img = (size_t)hp * wp;
+    if ((img + 63) / 64 > MAX_RUNS)
         return 0;
     xb->nblk = (int)((img + 63) / 64);
     uint64_t *bits = (uint64_t *)xb->m;
     memset(bits, 0, sizeof(uint64_t) * xb->nblk);
     for (int y = 0; y < p->h; y++) {
-        size_t a = (size_t)(y + p->pad_t) * gm->wps + p->pad_l, e = a + p->w;
+        size_t a = (size_t)(y + p->pad_t) * wp + p->pad_l, e = a + p->w;
         while (a < e) { /* bits a .. e−1, one word at a time */
             const size_t wd = a / 64, lo = a % 64, hi = e - wd * 64 < 64 ? e - wd * 64 : 64;
             bits[wd] |= (hi == 64 ? ~(uint64_t)0 : (((uint64_t)1 << hi) - 1)) & ~(((uint64_t)1 << lo) - 1);
@@ -499,9 +510,108 @@ static int expand_blocks(const bp_qconv_params *p, const amx_geom *gm, xblocks *
     return 1;
 }
 
+static int expand_blocks(const bp_qconv_params *p, const amx_geom *gm, xblocks *xb)
+{
+    return gm->sh == 1 && gm->sw == 1 && expand_blocks_for(p, gm->hps, gm->wps, xb);
+}
+
+/* Strides > 1: each image channel is first expanded into the padded plane
+ * PP (sh·hps × sw·wps), then every cs-byte chunk of a phase plane is picked
+ * out of a 128- or 256-byte window of PP with one or two vpermi2b and a
+ * blend (per call: each chunk's window start, byte picks and blend mask).
+ * Far fewer instructions than a load, permute and store per phase row. */
+#define MAX_PG 96
+
+typedef struct {
+    int cs, nck;       /* destination bytes per chunk, chunks per phase plane */
+    xblocks xb;        /* the padded plane */
+    int32_t smin[MAX_PG];
+    uint8_t wide[MAX_PG];
+    uint64_t bm[MAX_PG];
+    uint8_t idx[MAX_PG][64];
+} pgather;
+
+
+static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
+{
+    if ((gm->sh == 1 && gm->sw == 1) ||
+        !expand_blocks_for(p, gm->sh * gm->hps, gm->sw * gm->wps, &pg->xb))
+        return 0;
+    const int img = gm->hps * gm->wps, Wp = gm->sw * gm->wps;
+    for (int cs = 64; cs >= 16; cs /= 2) {
+        const int nck = (img + cs - 1) / cs;
+        if (nck * gm->nslot > MAX_PG)
+            return 0;
+        int ok = 1;
+        for (int sl = 0; sl < gm->nslot && ok; sl++)
+            for (int k = 0; k < nck && ok; k++) {
+                const int d0 = k * cs, d1 = (k + 1) * cs < img ? (k + 1) * cs - 1 : img - 1;
+                const long s0 = (long)(d0 / gm->wps * gm->sh + gm->slot_py[sl]) * Wp + d0 % gm->wps * gm->sw +
+                                gm->slot_px[sl];
+                const long s1 = (long)(d1 / gm->wps * gm->sh + gm->slot_py[sl]) * Wp + d1 % gm->wps * gm->sw +
+                                gm->slot_px[sl];
+                ok = s1 - s0 < 256;
+            }
+        if (!ok)
+            continue;
+        pg->cs = cs, pg->nck = nck;
+        for (int sl = 0; sl < gm->nslot; sl++)
+            for (int k = 0; k < nck; k++) {
+                const int e = sl * nck + k;
+                long s0 = -1;
+                pg->bm[e] = 0;
+                pg->wide[e] = 0;
+                memset(pg->idx[e], 0, 64);
+                for (int i = 0; i < cs && k * cs + i < img; i++) {
+                    const int d = k * cs + i;
+                    const long sd = (long)(d / gm->wps * gm->sh + gm->slot_py[sl]) * Wp + d % gm->wps * gm->sw +
+                                    gm->slot_px[sl];
+                    if (s0 < 0)
+                        s0 = sd;
+                    const long off = sd - s0;
+                    pg->idx[e][i] = (uint8_t)(off & 127);
+                    if (off >= 128)
+                        pg->bm[e] |= (uint64_t)1 << i, pg->wide[e] = 1;
+                }
+                pg->smin[e] = (int32_t)s0;
+            }
+        return 1;
+    }
+    return 0;
+}
+
+/* The gather tables for p: the weight entry's when it holds them for this
+ * geometry, else computed into the entry when no other call uses it, else
+ * into local. NULL when strides are 1 or the tables do not apply. */
+static const pgather *cached_pgather(wentry *e, const bp_qconv_params *p, const amx_geom *gm, pgather *local)
+{
+    if (gm->sh == 1 && gm->sw == 1)
+        return NULL;
+    const int key[10] = {p->h, p->w, p->pad_t, p->pad_l, p->pad_b, p->pad_r, p->stride_h, p->stride_w, p->dil_h, p->dil_w};
+    lock();
+    if (e->geo_state && !memcmp(e->geo_key, key, sizeof key)) {
+        const pgather *r = e->geo_state == 1 ? (const pgather *)e->geo : NULL;
+        unlock();
+        return r;
+    }
+    if (e->refs == 1) { /* only this call: the entry's tables may be rewritten */
+        if (!e->geo)
+            e->geo = malloc(sizeof(pgather));
+        if (e->geo) {
+            const int ok = pgather_of(p, gm, (pgather *)e->geo);
+            e->geo_state = ok ? 1 : 2;
+            memcpy(e->geo_key, key, sizeof key);
+            unlock();
+            return ok ? (const pgather *)e->geo : NULL;
+        }
+    }
+    unlock();
+    return pgather_of(p, gm, local) ? local : NULL;
+}
+
 AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const amx_plan *pl, const uint8_t *in,
-                            size_t istride, int nb, const xrun *runs, int nxc, const xblocks *xb, uint8_t *T,
-                            uint8_t *QB, uint8_t *Q)
+                            size_t istride, int nb, const xrun *runs, int nxc, const xblocks *xb,
+                            const pgather *pg, uint8_t *PP, uint8_t *T, uint8_t *QB, uint8_t *Q)
 {
     const int sh = gm->sh, sw = gm->sw, wps = gm->wps, hps = gm->hps, cl = 64 / sw;
     const size_t plane = (size_t)p->h * p->w, img = img_px(gm), L = (size_t)nb * img, lq = lq_of(gm, nb);
@@ -545,6 +655,35 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                     for (int b = 0; b < xb->nblk; b++, d += 64) {
                         _mm512_storeu_si512((void *)d, _mm512_maskz_expandloadu_epi8((__mmask64)xb->m[b], (const void *)sp));
                         sp += xb->cnt[b];
+                    }
+                }
+                continue;
+            }
+            if (pg) {
+                for (int j = 0; j < nb; j++) {
+                    const uint8_t *sp = in + (size_t)j * istride + (size_t)ci * plane;
+                    uint8_t *d = PP;
+                    for (int b = 0; b < pg->xb.nblk; b++, d += 64) {
+                        _mm512_storeu_si512((void *)d, _mm512_maskz_expandloadu_epi8((__mmask64)pg->xb.m[b], (const void *)sp));
+                        sp += pg->xb.cnt[b];
+                    }
+                    for (int slot = 0; slot < gm->nslot; slot++) {
+                        uint8_t *dst = tp + ((size_t)slot * nb + j) * img;
+                        for (int k = 0; k < pg->nck; k++) {
+                            const int e = slot * pg->nck + k;
+                            const uint8_t *base = PP + pg->smin[e];
+                            const __m512i ix = _mm512_loadu_si512((const void *)pg->idx[e]);
+                            __m512i r = _mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)base), ix,
+                                                                 _mm512_loadu_si512((const void *)(base + 64)));
+                            if (pg->wide[e])
+                                r = _mm512_mask_blend_epi8(
+                                    (__mmask64)pg->bm[e], r,
+                                    _mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)(base + 128)), ix,
+                                                             _mm512_loadu_si512((const void *)(base + 192))));
+                            const int n = (int)img - k * pg->cs < pg->cs ? (int)img - k * pg->cs : pg->cs;
+                            _mm512_mask_storeu_epi8(dst + (size_t)k * pg->cs,
+                                                    n >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << n) - 1), r);
+                        }
                     }
                 }
                 continue;
@@ -989,6 +1128,8 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
     wentry *we = acquire_weights(p, &gm, wpanel);
     if (!we)
         return 0;
+    pgather pgs;
+    const pgather *pg = xb ? NULL : cached_pgather(we, p, &gm, &pgs);
     int oh, ow;
     bp_qconv_out_hw(p, &oh, &ow);
     const size_t plane = (size_t)p->h * p->w, oplane = (size_t)oh * ow, img = img_px(&gm);
@@ -997,7 +1138,8 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
     uint8_t *Q = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint8_t *T = Q + (qbytes + 63) / 64 * 64;
     uint8_t *QB = T + 4 * tch_of(&gm, gm.nbmax);
-    int32_t *cbuf = (int32_t *)(QB + 4 * tch_of(&gm, gm.nbmax));
+    uint8_t *PP = QB + 4 * tch_of(&gm, gm.nbmax);
+    int32_t *cbuf = (int32_t *)(PP + (pp_bytes(&gm) + 63) / 64 * 64);
     const size_t rows = (size_t)gm.nmb * 16;
     int32_t *btile = cbuf + 2048;               /* rows x 16: each row's bias, repeated */
     rowpar *rp = (rowpar *)(btile + rows * 16); /* rows */
@@ -1032,7 +1174,7 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
             /* the slack after this pass's planes: read only by flats never stored */
             memset(Q + (size_t)gm.nrp * lq * 4, 0, q_slack(&gm) * 4);
             const uint8_t *gin = (const uint8_t *)in + ((size_t)n0 * p->cin + (size_t)g * gm.cig) * plane;
-            build_quads(p, &gm, &pl, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, xb, T, QB, Q);
+            build_quads(p, &gm, &pl, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, xb, pg, PP, T, QB, Q);
             epi e = {p, rp, gq, (uint8_t *)out + ((size_t)n0 * p->cout + (size_t)g * gm.cog) * oplane * osz,
                      oplane};
             flatmap fm = {oh, ow, gm.wps, gm.hps, nb, (size_t)p->cout * oplane};

@@ -538,5 +538,14 @@ Test(qkernels, amx_weight_cache_sees_rewritten_panel)
         cr_assert_eq(amx_vs_ref(&p, in, panel, NULL, qm), 0, "round %d", round);
         cr_assert_eq(amx_vs_ref(&p, in, panel, NULL, qm), 0, "round %d, cached", round);
     }
+    /* one panel, strided convs on inputs of three sizes: the stride tables
+     * kept with the weights follow the geometry */
+    p.cin = 16, p.kh = p.kw = 3, p.stride_h = p.stride_w = 2, p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+    cr_assert_eq(bp_qweights_pack(w, 1, 32, k, 8, panel), BP_OK);
+    const int hw[][2] = {{9, 9}, {8, 5}, {9, 9}, {6, 7}};
+    for (int i = 0; i < 4; i++) {
+        p.h = hw[i][0], p.w = hw[i][1];
+        cr_assert_eq(amx_vs_ref(&p, in, panel, NULL, qm), 0, "strided %dx%d", p.h, p.w);
+    }
     free(panel);
 }
