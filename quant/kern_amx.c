@@ -131,11 +131,11 @@ static size_t tch_of(const amx_geom *gm, int nb)
 {
     return ((size_t)gm->nslot * nb * img_px(gm) + img_px(gm) + 64 + 63) / 64 * 64;
 }
-/* Pixels of slack after Q's last row: flats run up to 63 past the last
- * output row, taps reach one plane row and a tile row further. */
 /* Bytes of the padded plane for strides > 1 (pgather), with room for the
  * last block's store and the last 256-byte window. */
 static size_t pp_bytes(const amx_geom *gm) { return (size_t)gm->sh * gm->hps * gm->sw * gm->wps + 64 + 256; }
+/* Pixels of slack after Q's last row: flats run up to 63 past the last
+ * output row, taps reach one plane row and a tile row further. */
 static size_t q_slack(const amx_geom *gm) { return (size_t)gm->wps + 192; }
 
 static int geom_of(const bp_qconv_params *p, amx_geom *gm)
