@@ -477,6 +477,48 @@ AMX static void interleave(const uint8_t *const src[4], size_t len, uint8_t *q)
     }
 }
 
+/* interleave over nb images' planes of img bytes each (image j's plane of
+ * channel t at src[t] + j·istride) as if they were one plane: each 64-pixel
+ * block is assembled from its images' runs by merge-masked loads (pointers
+ * shifted so that the run lands at its lanes; lanes outside the mask are
+ * not read). For small planes (7x7) this is several times cheaper than a
+ * call per image. The last block may spill up to 63 pixels (the caller's
+ * rows are written in address order). */
+AMX static void interleave_images(const uint8_t *const src[4], size_t istride, size_t img, int nb, uint8_t *q)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    const size_t len = (size_t)nb * img;
+    size_t j = 0, off = 0; /* image and pixel of the block's first flat */
+    for (size_t f = 0; f < len; f += 64, q += 256) {
+        __m512i b[4] = {zero, zero, zero, zero};
+        size_t jj = j, oo = off;
+        for (unsigned lane = 0; lane < 64 && jj < (size_t)nb;) {
+            const size_t n = img - oo < 64 - lane ? img - oo : 64 - lane;
+            const __mmask64 m = (__mmask64)((n + lane >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << (n + lane)) - 1)) &
+                                            ~(((uint64_t)1 << lane) - 1));
+            for (int t = 0; t < 4; t++)
+                if (src[t])
+                    b[t] = _mm512_mask_loadu_epi8(
+                        b[t], m, (const void *)((uintptr_t)(src[t] + jj * istride + oo) - lane));
+            lane += (unsigned)n;
+            oo += n;
+            if (oo == img)
+                oo = 0, jj++;
+        }
+        j = jj, off = oo;
+        __m512i p01l = _mm512_unpacklo_epi8(b[0], b[1]), p01h = _mm512_unpackhi_epi8(b[0], b[1]);
+        __m512i p23l = _mm512_unpacklo_epi8(b[2], b[3]), p23h = _mm512_unpackhi_epi8(b[2], b[3]);
+        __m512i d0 = _mm512_unpacklo_epi16(p01l, p23l), d1 = _mm512_unpackhi_epi16(p01l, p23l);
+        __m512i d2 = _mm512_unpacklo_epi16(p01h, p23h), d3 = _mm512_unpackhi_epi16(p01h, p23h);
+        __m512i t0 = _mm512_shuffle_i64x2(d0, d1, 0x44), t1 = _mm512_shuffle_i64x2(d0, d1, 0xEE);
+        __m512i t2 = _mm512_shuffle_i64x2(d2, d3, 0x44), t3 = _mm512_shuffle_i64x2(d2, d3, 0xEE);
+        _mm512_storeu_si512((void *)q, _mm512_shuffle_i64x2(t0, t2, 0x88));
+        _mm512_storeu_si512((void *)(q + 64), _mm512_shuffle_i64x2(t0, t2, 0xDD));
+        _mm512_storeu_si512((void *)(q + 128), _mm512_shuffle_i64x2(t1, t3, 0x88));
+        _mm512_storeu_si512((void *)(q + 192), _mm512_shuffle_i64x2(t1, t3, 0xDD));
+    }
+}
+
 /* in points at image 0's group channel 0; images are istride bytes apart. */
 /* Stride 1: a channel's padded plane is the input plane, in order, spread
  * over the positions inside the image; one vpexpandb per 64 bytes. */
@@ -626,6 +668,15 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
     const int direct = gm->mode == REP_NONE && gm->nslot == 1 && sh == 1 && sw == 1 && hps == p->h &&
                        wps == p->w && !p->pad_t && !p->pad_l;
     const __m512i zero = _mm512_setzero_si512();
+    if (direct && nb > 1 && img < 256) {
+        for (int cq = 0; cq < gm->cqn; cq++) {
+            const uint8_t *src[4];
+            for (int t = 0; t < 4; t++)
+                src[t] = 4 * cq + t < gm->cig ? in + (size_t)(4 * cq + t) * plane : NULL;
+            interleave_images(src, istride, img, nb, Q + (size_t)cq * lq * 4);
+        }
+        return;
+    }
     if (direct) { /* 1x1-like: the input planes are the phase planes */
         for (int cq = 0; cq < gm->cqn; cq++)
             for (int j = 0; j < nb; j++) {
