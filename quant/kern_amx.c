@@ -547,7 +547,11 @@ static int expand_blocks_for(const bp_qconv_params *p, int hp, int wp, xblocks *
     }
     for (int b = 0; b < xb->nblk; b++) {
         const uint64_t m = bits[b];
-        xb->cnt[b] = __builtin_popcountll(m);
+        /* bit count without __builtin_popcountll, which may call into libgcc */
+        uint64_t c = m - ((m >> 1) & 0x5555555555555555ull);
+        c = (c & 0x3333333333333333ull) + ((c >> 2) & 0x3333333333333333ull);
+        c = (c + (c >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+        xb->cnt[b] = (int)((c * 0x0101010101010101ull) >> 56);
     }
     return 1;
 }
