@@ -387,13 +387,17 @@ DWZ static int dwz_out_windows(const dwz_geo *g, int16_t *map, dwz_win *win)
  * whole 64-byte stores (padding bytes come out as zeros, then flipped). */
 __attribute__((always_inline)) DWZ static inline void dwz_fill_perm(int na, const dwz_win *win,
                                                                   const uint8_t *src, uint8_t *planes,
-                                                                  int s8)
+                                                                  int s8, int masked)
 {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int k = 0; k < na; k++) {
         const dwz_win *t = &win[k];
-        const __m512i a = _mm512_maskz_loadu_epi8(t->m1, src + t->base);
-        const __m512i b = _mm512_maskz_loadu_epi8(t->m2, src + t->base + 64);
+        /* unmasked when 128 bytes past the plane are still input: the bytes
+         * of the next plane read there are dropped by the permute's mask */
+        const __m512i a = masked ? _mm512_maskz_loadu_epi8(t->m1, src + t->base)
+                                 : _mm512_loadu_si512((const void *)(src + t->base));
+        const __m512i b = masked ? _mm512_maskz_loadu_epi8(t->m2, src + t->base + 64)
+                                 : _mm512_loadu_si512((const void *)(src + t->base + 64));
         const __m512i idx = _mm512_loadu_si512((const void *)t->idx);
         const __m512i v = _mm512_maskz_permutex2var_epi8(t->mask, a, idx, b);
         _mm512_store_si512((void *)(planes + t->dst), s8 ? _mm512_xor_si512(v, flip) : v);
@@ -613,12 +617,16 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
         const int nc = nplanes - ch0 < (size_t)g->cb ? (int)(nplanes - ch0) : g->cb;
         for (int i = 0; i < nc; i++) {
             const uint8_t *src = (const uint8_t *)in + (ch0 + i) * plane;
-            if (win_in && s8)
-                dwz_fill_perm(nwin, win_in, src, planes + (size_t)i * g->plane_bytes, 1);
-            else if (win_in)
-                dwz_fill_perm(nwin, win_in, src, planes + (size_t)i * g->plane_bytes, 0);
+            uint8_t *dst = planes + (size_t)i * g->plane_bytes;
+            const int masked = (ch0 + i + 1) * plane + 128 > nplanes * plane;
+            if (!win_in)
+                dwz_fill(p, g, src, dst, s8);
+            else if (!masked && !s8)
+                dwz_fill_perm(nwin, win_in, src, dst, 0, 0);
+            else if (!masked)
+                dwz_fill_perm(nwin, win_in, src, dst, 1, 0);
             else
-                dwz_fill(p, g, src, planes + (size_t)i * g->plane_bytes, s8);
+                dwz_fill_perm(nwin, win_in, src, dst, s8, 1);
         }
         for (int i = 0, c = c0; i < nc; i++, c = c + 1 == p->cout ? 0 : c + 1) {
             const uint8_t *pl = planes + (size_t)i * g->plane_bytes + g->org;
