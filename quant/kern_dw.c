@@ -444,10 +444,8 @@ static void dwz_channels(const bp_qmul *qm, int cout, dwz_chq *chq)
  *   mode 2: scalar bp_requant (left shifts, the zero multiplier);
  *   mode 3: mult != 0 and no shift, SRDHM alone (dwz_requant). */
 typedef struct {
-    __m512i m, right, mask, half, lo, hi;
-    __m512i nudge, thr;    /* mode 0: 2^30 + 2^(30+e) and 2^(30+e), int64 */
-    __m128i cnt_e, cnt_o;  /* mode 0: shift counts 31 + e and e − 1 */
-    bp_qmul q;
+    const dwz_chq *cq; /* broadcast where used: a plane's blocks share them */
+    __m512i lo, hi;
 } dwz_req;
 
 /* SRDHM then RoundingDivideByPOT by e >= 1 with one 64-bit rounding: with
@@ -462,12 +460,15 @@ typedef struct {
 __attribute__((always_inline)) DWZ static inline __m512i dwz_requant64(__m512i x, const dwz_req *rq)
 {
     const __m512i two31 = _mm512_set1_epi64((int64_t)1 << 31);
-    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, rq->m), rq->nudge);
-    pe = _mm512_mask_sub_epi64(pe, _mm512_cmplt_epi64_mask(pe, rq->thr), pe, two31);
-    pe = _mm512_sra_epi64(pe, rq->cnt_e);
-    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(x, _MM_PERM_CDAB), rq->m), rq->nudge);
-    po = _mm512_mask_sub_epi64(po, _mm512_cmplt_epi64_mask(po, rq->thr), po, two31);
-    po = _mm512_sra_epi64(po, rq->cnt_o);
+    const dwz_chq *cq = rq->cq;
+    const __m512i m = _mm512_set1_epi32(cq->q.mult), nudge = _mm512_set1_epi64(cq->nudge),
+                  thr = _mm512_set1_epi64(cq->thr);
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
+    pe = _mm512_mask_sub_epi64(pe, _mm512_cmplt_epi64_mask(pe, thr), pe, two31);
+    pe = _mm512_sra_epi64(pe, _mm_loadu_si64(&cq->cnt_e));
+    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(x, _MM_PERM_CDAB), m), nudge);
+    po = _mm512_mask_sub_epi64(po, _mm512_cmplt_epi64_mask(po, thr), po, two31);
+    po = _mm512_sra_epi64(po, _mm_loadu_si64(&cq->cnt_o));
     return _mm512_mask_blend_epi32(0xAAAA, pe, po);
 }
 
@@ -477,12 +478,13 @@ __attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, c
     if (mode == 0)
         x = dwz_requant64(x, rq);
     else if (mode == 1 || mode == 3)
-        x = dwz_requant(x, rq->m, rq->right, rq->mask, rq->half, mode == 1);
+        x = dwz_requant(x, _mm512_set1_epi32(rq->cq->q.mult), _mm512_set1_epi32(rq->cq->e),
+                        _mm512_set1_epi32(rq->cq->mk), _mm512_set1_epi32(rq->cq->mk >> 1), mode == 1);
     else {
         int32_t v[16];
         _mm512_storeu_si512((void *)v, x);
         for (int j = 0; j < 16; j++)
-            v[j] = bp_requant(v[j], rq->q);
+            v[j] = bp_requant(v[j], rq->cq->q);
         x = _mm512_loadu_si512((const void *)v);
     }
     return clamp ? _mm512_min_epi32(_mm512_max_epi32(x, rq->lo), rq->hi) : x;
@@ -633,10 +635,7 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
             uint8_t *fl = flat + (size_t)i * g->flat_bytes;
             const dwz_chq *cq = &chq[c];
             const int mode = cq->mode;
-            dwz_req rq = {_mm512_set1_epi32(cq->q.mult), _mm512_set1_epi32(cq->e), _mm512_set1_epi32(cq->mk),
-                          _mm512_set1_epi32(cq->mk >> 1), lo, hi, _mm512_set1_epi64(cq->nudge),
-                          _mm512_set1_epi64(cq->thr), _mm_loadu_si64(&cq->cnt_e), _mm_loadu_si64(&cq->cnt_o),
-                          cq->q};
+            const dwz_req rq = {cq, lo, hi};
             const int32_t *wc = wd + c;
             if (g->cm == 2) {
                 if (nops == 3)
