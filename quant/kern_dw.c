@@ -404,19 +404,21 @@ __attribute__((always_inline)) DWZ static inline void dwz_fill_perm(int na, cons
     }
 }
 
-/* The output plane from the flat output by permutes, 64 bytes at a time. */
+/* The output plane from the flat output by permutes, 64 bytes at a time.
+ * Planes are written in order, so unless it is the tensor's last (masked)
+ * the tail window is stored whole: the next plane overwrites what it spills. */
 __attribute__((always_inline)) DWZ static inline void dwz_out_perm(const dwz_geo *g, const dwz_win *win,
-                                                                 const uint8_t *flat, uint8_t *d)
+                                                                 const uint8_t *flat, uint8_t *d, int masked)
 {
     for (int k = 0; k < g->nwo; k++, d += 64) {
         const dwz_win *t = &win[k];
         const __m512i a = _mm512_loadu_si512((const void *)(flat + t->base));
         const __m512i b = _mm512_loadu_si512((const void *)(flat + t->base + 64));
         const __m512i v = _mm512_permutex2var_epi8(a, _mm512_loadu_si512((const void *)t->idx), b);
-        if (t->mask == ~(uint64_t)0)
-            _mm512_storeu_si512((void *)d, v);
-        else
+        if (masked)
             _mm512_mask_storeu_epi8(d, t->mask, v);
+        else
+            _mm512_storeu_si512((void *)d, v);
     }
 }
 
@@ -660,7 +662,10 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
                                                  _mm512_loadu_si512((const void *)(f + x)));
                     }
             } else if (win_out) {
-                dwz_out_perm(g, win_out, flat + (size_t)i * g->flat_bytes, (uint8_t *)out + ch * oplane);
+                if ((ch + 1) * oplane + 64 > nplanes * oplane)
+                    dwz_out_perm(g, win_out, flat + (size_t)i * g->flat_bytes, (uint8_t *)out + ch * oplane, 1);
+                else
+                    dwz_out_perm(g, win_out, flat + (size_t)i * g->flat_bytes, (uint8_t *)out + ch * oplane, 0);
             } else {
                 const uint8_t *f = flat + (size_t)i * g->flat_bytes;
                 uint8_t *d = (uint8_t *)out + ch * oplane;
