@@ -55,13 +55,15 @@ typedef struct {
     int32_t dst;     /* byte offset of the window in its destination */
 } dwz_win;
 
-/* A channel's requantization constants, set once per call (dwz_channels). */
+/* The channels' requantization constants, set once per call (dwz_channels),
+ * one array (cs) each. */
 typedef struct {
-    int64_t nudge, thr;   /* mode 0: 2^30 + 2^(30+e), 2^(30+e) */
-    int64_t cnt_e, cnt_o; /* mode 0: 31 + e, e − 1 */
-    bp_qmul q;
-    int32_t e, mk, mode;  /* right shift, 2^e − 1, mode (below) */
-} dwz_chq;
+    int64_t *nudge, *thr;   /* mode 0: 2^30 + 2^(30+e), 2^(30+e) */
+    int64_t *cnt_e, *cnt_o; /* mode 0: 31 + e, e − 1 */
+    int32_t *e, *mk, *mode; /* right shift, 2^e − 1, mode (see dwz_req) */
+    const bp_qmul *qm;
+} dwz_chs;
+#define DWZ_CHS_BYTES 44 /* per channel: 4 int64 + 3 int32 */
 
 typedef struct {
     int oh, ow, sh, sw, hq, wq;
@@ -174,15 +176,15 @@ static int dwz_geometry(const bp_qconv_params *p, dwz_geo *g)
 }
 
 /* Scratch: weight quads (nops·cs int32), corrected biases (cs int32),
- * requantization constants (cout dwz_chq), cb
+ * requantization constants (dwz_chs), cb
  * phase-plane sets, cb flat outputs, window tables; each piece 64-byte
  * aligned, +64 to align the start. */
 static size_t dwz_layout(const bp_qconv_params *p, const dwz_geo *g, size_t *o_beff, size_t *o_planes,
                          size_t *o_flat)
 {
     *o_beff = up64((size_t)g->cs * g->nops * 4);
-    /* the channels' dwz_chq after the biases */
-    *o_planes = *o_beff + up64((size_t)g->cs * 4) + up64(sizeof(dwz_chq) * (size_t)p->cout);
+    /* the channels' constants (dwz_chs) after the biases */
+    *o_planes = *o_beff + up64((size_t)g->cs * 4) + up64((size_t)DWZ_CHS_BYTES * g->cs);
     *o_flat = *o_planes + (size_t)g->cb * g->plane_bytes;
     /* then the window tables, and (while they are built) an int16 map of the
      * phase planes */
@@ -422,20 +424,36 @@ __attribute__((always_inline)) DWZ static inline void dwz_out_perm(const dwz_geo
     }
 }
 
-static void dwz_channels(const bp_qmul *qm, int cout, dwz_chq *chq)
+/* Carves the arrays of ch from mem (DWZ_CHS_BYTES·cs bytes, 64-aligned) and
+ * fills them, 8 channels at a time (a scalar loop was 7 % of a 96-channel
+ * 7x7 layer at batch 1). */
+DWZ static void dwz_channels(const bp_qmul *qm, int cout, int cs, uint8_t *mem, dwz_chs *ch)
 {
-    for (int c = 0; c < cout; c++) {
-        const bp_qmul q = qm[c];
-        const int e = -q.shift;
-        dwz_chq *d = &chq[c];
-        d->q = q;
-        d->e = e;
-        d->mode = e < 0 || e > 31 ? 2 : q.mult == 0 ? 1 : e == 0 ? 3 : 0;
-        d->mk = d->mode != 2 ? (int32_t)((1u << e) - 1) : 0;
-        d->thr = d->mode == 0 ? (int64_t)1 << (30 + e) : 0;
-        d->nudge = ((int64_t)1 << 30) + d->thr;
-        d->cnt_e = 31 + e;
-        d->cnt_o = e - 1;
+    ch->nudge = (int64_t *)mem, ch->thr = ch->nudge + cs, ch->cnt_e = ch->thr + cs, ch->cnt_o = ch->cnt_e + cs;
+    ch->e = (int32_t *)(ch->cnt_o + cs), ch->mk = ch->e + cs, ch->mode = ch->mk + cs;
+    ch->qm = qm;
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1);
+    for (int c0 = 0; c0 < cout; c0 += 8) {
+        const __mmask8 km = (__mmask8)(cout - c0 >= 8 ? 0xFF : (1u << (cout - c0)) - 1);
+        /* qword c: mult in the low dword, shift in the high one */
+        const __m512i v = _mm512_maskz_loadu_epi64(km, qm + c0);
+        const __m512i mult = _mm512_srai_epi64(_mm512_slli_epi64(v, 32), 32);
+        const __m512i e = _mm512_sub_epi64(zero, _mm512_srai_epi64(v, 32));
+        const __mmask8 bad = _mm512_cmplt_epi64_mask(e, zero) | _mm512_cmpgt_epi64_mask(e, _mm512_set1_epi64(31));
+        const __mmask8 m0 = _mm512_cmpeq_epi64_mask(mult, zero), e0 = _mm512_cmpeq_epi64_mask(e, zero);
+        __m512i mode = _mm512_mask_mov_epi64(zero, (__mmask8)(e0 & ~m0), _mm512_set1_epi64(3));
+        mode = _mm512_mask_mov_epi64(mode, m0, one);
+        mode = _mm512_mask_mov_epi64(mode, bad, _mm512_set1_epi64(2));
+        const __mmask8 is0 = (__mmask8)~(bad | m0 | e0);
+        const __m512i thr = _mm512_maskz_sllv_epi64(is0, one, _mm512_add_epi64(e, _mm512_set1_epi64(30)));
+        const __m512i mk = _mm512_maskz_sub_epi64((__mmask8)~bad, _mm512_sllv_epi64(one, e), one);
+        _mm512_storeu_si512((void *)(ch->thr + c0), thr);
+        _mm512_storeu_si512((void *)(ch->nudge + c0), _mm512_add_epi64(thr, _mm512_set1_epi64((int64_t)1 << 30)));
+        _mm512_storeu_si512((void *)(ch->cnt_e + c0), _mm512_add_epi64(e, _mm512_set1_epi64(31)));
+        _mm512_storeu_si512((void *)(ch->cnt_o + c0), _mm512_sub_epi64(e, one));
+        _mm256_storeu_si256((__m256i *)(ch->e + c0), _mm512_cvtepi64_epi32(e));
+        _mm256_storeu_si256((__m256i *)(ch->mk + c0), _mm512_cvtepi64_epi32(mk));
+        _mm256_storeu_si256((__m256i *)(ch->mode + c0), _mm512_cvtepi64_epi32(mode));
     }
 }
 
@@ -446,7 +464,8 @@ static void dwz_channels(const bp_qmul *qm, int cout, dwz_chq *chq)
  *   mode 2: scalar bp_requant (left shifts, the zero multiplier);
  *   mode 3: mult != 0 and no shift, SRDHM alone (dwz_requant). */
 typedef struct {
-    const dwz_chq *cq; /* broadcast where used: a plane's blocks share them */
+    const dwz_chs *ch; /* channel c's constants, broadcast where used */
+    int c;
     __m512i lo, hi;
 } dwz_req;
 
@@ -462,15 +481,16 @@ typedef struct {
 __attribute__((always_inline)) DWZ static inline __m512i dwz_requant64(__m512i x, const dwz_req *rq)
 {
     const __m512i two31 = _mm512_set1_epi64((int64_t)1 << 31);
-    const dwz_chq *cq = rq->cq;
-    const __m512i m = _mm512_set1_epi32(cq->q.mult), nudge = _mm512_set1_epi64(cq->nudge),
-                  thr = _mm512_set1_epi64(cq->thr);
+    const dwz_chs *ch = rq->ch;
+    const int c = rq->c;
+    const __m512i m = _mm512_set1_epi32(ch->qm[c].mult), nudge = _mm512_set1_epi64(ch->nudge[c]),
+                  thr = _mm512_set1_epi64(ch->thr[c]);
     __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
     pe = _mm512_mask_sub_epi64(pe, _mm512_cmplt_epi64_mask(pe, thr), pe, two31);
-    pe = _mm512_sra_epi64(pe, _mm_loadu_si64(&cq->cnt_e));
+    pe = _mm512_sra_epi64(pe, _mm_loadu_si64(&ch->cnt_e[c]));
     __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(x, _MM_PERM_CDAB), m), nudge);
     po = _mm512_mask_sub_epi64(po, _mm512_cmplt_epi64_mask(po, thr), po, two31);
-    po = _mm512_sra_epi64(po, _mm_loadu_si64(&cq->cnt_o));
+    po = _mm512_sra_epi64(po, _mm_loadu_si64(&ch->cnt_o[c]));
     return _mm512_mask_blend_epi32(0xAAAA, pe, po);
 }
 
@@ -480,13 +500,13 @@ __attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, c
     if (mode == 0)
         x = dwz_requant64(x, rq);
     else if (mode == 1 || mode == 3)
-        x = dwz_requant(x, _mm512_set1_epi32(rq->cq->q.mult), _mm512_set1_epi32(rq->cq->e),
-                        _mm512_set1_epi32(rq->cq->mk), _mm512_set1_epi32(rq->cq->mk >> 1), mode == 1);
+        x = dwz_requant(x, _mm512_set1_epi32(rq->ch->qm[rq->c].mult), _mm512_set1_epi32(rq->ch->e[rq->c]),
+                        _mm512_set1_epi32(rq->ch->mk[rq->c]), _mm512_set1_epi32(rq->ch->mk[rq->c] >> 1), mode == 1);
     else {
         int32_t v[16];
         _mm512_storeu_si512((void *)v, x);
         for (int j = 0; j < 16; j++)
-            v[j] = bp_requant(v[j], rq->cq->q);
+            v[j] = bp_requant(v[j], rq->ch->qm[rq->c]);
         x = _mm512_loadu_si512((const void *)v);
     }
     return clamp ? _mm512_min_epi32(_mm512_max_epi32(x, rq->lo), rq->hi) : x;
@@ -606,7 +626,7 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *
  * which is most of the time of a 7x7 plane done in one go. */
 DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *in, const int32_t *wd,
                         const int32_t *beff, const bp_qmul *qm, void *out, uint8_t *planes, uint8_t *flat,
-                        const dwz_chq *chq, int nwin, const dwz_win *win_in, const dwz_win *win_out)
+                        const dwz_chs *chs, int nwin, const dwz_win *win_in, const dwz_win *win_out)
 {
     const int s8 = p->in_type == BP_QT_S8, oh = g->oh, ow = g->ow, wq = g->wq, nops = g->nops;
     const size_t plane = (size_t)p->h * p->w, oplane = (size_t)oh * ow;
@@ -635,9 +655,8 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
         for (int i = 0, c = c0; i < nc; i++, c = c + 1 == p->cout ? 0 : c + 1) {
             const uint8_t *pl = planes + (size_t)i * g->plane_bytes + g->org;
             uint8_t *fl = flat + (size_t)i * g->flat_bytes;
-            const dwz_chq *cq = &chq[c];
-            const int mode = cq->mode;
-            const dwz_req rq = {cq, lo, hi};
+            const int mode = chs->mode[c];
+            const dwz_req rq = {chs, c, lo, hi};
             const int32_t *wc = wd + c;
             if (g->cm == 2) {
                 if (nops == 3)
@@ -743,8 +762,8 @@ int bp_qconv_dwz(const bp_qconv_params *p, const void *in, const uint8_t *wpanel
             win_out = w + g.nwi;
     }
     memset(planes, s8 ? 0x80 : 0, (size_t)g.cb * g.plane_bytes);
-    dwz_chq *chq = (dwz_chq *)(base + o_beff + up64((size_t)g.cs * 4));
-    dwz_channels(qm, p->cout, chq);
-    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat, chq, nwin, win_in, win_out);
+    dwz_chs chs;
+    dwz_channels(qm, p->cout, g.cs, base + o_beff + up64((size_t)g.cs * 4), &chs);
+    dwz_run(p, &g, in, wd, beff, qm, out, planes, flat, &chs, nwin, win_in, win_out);
     return 1;
 }
