@@ -467,6 +467,12 @@ typedef struct {
     const dwz_chs *ch; /* channel c's constants, broadcast where used */
     int c;
     __m512i lo, hi;
+    /* one-block planes with one output window: the block goes straight to
+     * the output plane dout through the window's permute (didx), stored
+     * under dmask; NULL dout: through the flat buffer */
+    const uint8_t *didx;
+    uint8_t *dout;
+    uint64_t dmask;
 } dwz_req;
 
 /* SRDHM then RoundingDivideByPOT by e >= 1 with one 64-bit rounding: with
@@ -563,7 +569,14 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
             _mm512_i32scatter_epi32(f + 2, idx, a2, 4);
             _mm512_i32scatter_epi32(f + 3, idx, a3, 4);
         } else
-            _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, 0));
+        {
+            const __m512i v = dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, 0);
+            if (rq->dout)
+                _mm512_mask_storeu_epi8(rq->dout, rq->dmask,
+                                        _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)rq->didx), v));
+            else
+                _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), v);
+        }
     }
 }
 
@@ -601,7 +614,14 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *
             _mm512_i32scatter_epi32(f + 32, idx, a2, 4);
             _mm512_i32scatter_epi32(f + 33, idx, a3, 4);
         } else
-            _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, 1));
+        {
+            const __m512i v = dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, 1);
+            if (rq->dout)
+                _mm512_mask_storeu_epi8(rq->dout, rq->dmask,
+                                        _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)rq->didx), v));
+            else
+                _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), v);
+        }
     }
 }
 
@@ -636,6 +656,7 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
     /* 8-bit outputs clamped to the whole type: the saturating packs clamp */
     const int clamp = !(type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255) &&
                       !(type == BP_QT_S8 && p->out_min == -128 && p->out_max == 127);
+    const int direct = win_out && g->nb == 1 && g->nwo == 1;
     int c0 = 0; /* channel of plane ch0 */
     for (size_t ch0 = 0; ch0 < nplanes; ch0 += (size_t)g->cb, c0 = (c0 + g->cb) % p->cout) {
         const int nc = nplanes - ch0 < (size_t)g->cb ? (int)(nplanes - ch0) : g->cb;
@@ -656,7 +677,11 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
             const uint8_t *pl = planes + (size_t)i * g->plane_bytes + g->org;
             uint8_t *fl = flat + (size_t)i * g->flat_bytes;
             const int mode = chs->mode[c];
-            const dwz_req rq = {chs, c, lo, hi};
+            const size_t ch = ch0 + i;
+            const dwz_req rq = {chs, c, lo, hi, direct ? win_out->idx : NULL,
+                                direct ? (uint8_t *)out + ch * oplane : NULL,
+                                direct && (ch + 1) * oplane + 64 > nplanes * oplane ? win_out->mask
+                                                                                   : ~(uint64_t)0};
             const int32_t *wc = wd + c;
             if (g->cm == 2) {
                 if (nops == 3)
@@ -680,6 +705,8 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
                         _mm512_mask_storeu_epi32(d + x, (__mmask16)((1u << cnt) - 1),
                                                  _mm512_loadu_si512((const void *)(f + x)));
                     }
+            } else if (direct) {
+                break; /* stored by the compute loop */
             } else if (win_out) {
                 if ((ch + 1) * oplane + 64 > nplanes * oplane)
                     dwz_out_perm(g, win_out, flat + (size_t)i * g->flat_bytes, (uint8_t *)out + ch * oplane, 1);
