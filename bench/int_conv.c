@@ -10,13 +10,13 @@
  * Each timing is the median over 5 rounds of the mean thread CPU time per call
  * in a round of at least 20 ms; implementations are interleaved within a
  * round so that load from other processes hits them alike. Ratios > 1 mean
- * bitplan's int8 kernel is faster. bitplan's int8 kernel is timed as AVX2
- * (vpmaddwd + vpaddd) and, where the CPU has it, AVX-VNNI (vpdpwssd); the
- * ratios use the one bitplan picks at run time.
+ * bitplan's int8 kernel is faster. bitplan's int8 kernel is timed as the
+ * implementation it picks at run time (bp-int8: AMX where the CPU and OS
+ * allow it, else AVX-512 VNNI, AVX-VNNI or AVX2; the ratios use this one) and
+ * as the AVX2 kernel (bp-i8avx2, vpmaddwd + vpaddd).
  *
  *   build/bench/int_conv                  oneDNN at its best ISA on this CPU
- *   ONEDNN_MAX_CPU_ISA=AVX2 build/bench/int_conv   oneDNN limited to AVX2,
- *                                         the ISA of bitplan's kernels
+ *   ONEDNN_MAX_CPU_ISA=AVX2 build/bench/int_conv   oneDNN limited to AVX2
  * Options: --quick (batch 1 and 8, fewer rounds) for a smoke run.
  */
 #include <math.h>
