@@ -392,6 +392,27 @@ __attribute__((always_inline)) DWZ static inline void dwz_fill_perm(int na, cons
                                                                   int s8, int masked)
 {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
+    if (na <= 4) {
+        __m512i v[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            if (k >= na)
+                break;
+            const dwz_win *t = &win[k];
+            const __m512i a = masked ? _mm512_maskz_loadu_epi8(t->m1, src + t->base)
+                                     : _mm512_loadu_si512((const void *)(src + t->base));
+            const __m512i b = masked ? _mm512_maskz_loadu_epi8(t->m2, src + t->base + 64)
+                                     : _mm512_loadu_si512((const void *)(src + t->base + 64));
+            v[k] = _mm512_maskz_permutex2var_epi8(t->mask, a, _mm512_loadu_si512((const void *)t->idx), b);
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            if (k >= na)
+                break;
+            _mm512_store_si512((void *)(planes + win[k].dst), s8 ? _mm512_xor_si512(v[k], flip) : v[k]);
+        }
+        return;
+    }
     for (int k = 0; k < na; k++) {
         const dwz_win *t = &win[k];
         /* unmasked when 128 bytes past the plane are still input: the bytes
