@@ -760,17 +760,21 @@ DWZ static void dwz_weights(const bp_qconv_params *p, const dwz_geo *g, const ui
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int32_t)gbytes));
     const __m512i lo8 = _mm512_set1_epi32(0xFF);
-    __m512i wk[64];
+    __m512i wk[65];
     for (int c0 = 0; c0 < p->cout; c0 += 16) {
         const __mmask16 m = (__mmask16)(p->cout - c0 >= 16 ? 0xFFFF : (1u << (p->cout - c0)) - 1);
         const uint8_t *gp = wpanel + (size_t)c0 * gbytes;
         __m512i sum = _mm512_setzero_si512();
-        for (int k = 0; k < K; k++) {
-            /* 4 bytes from the value's byte on: within its cell (16 or 32 bytes) */
-            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx,
-                                                    gp + (size_t)(k / 2) * cell + k % 2, 1);
+        for (int k = 0; k < K; k += 2) {
+            /* the first dword of k pair cell k/2 (16 or 32 bytes) holds row 0's
+             * values k and k + 1 in bytes 0 and 1: one gather per pair */
+            const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx,
+                                                          gp + (size_t)(k / 2) * cell, 1);
             wk[k] = _mm512_srai_epi32(_mm512_slli_epi32(v, sext), sext);
+            wk[k + 1] = _mm512_srai_epi32(_mm512_slli_epi32(v, sext - 8), sext);
             sum = _mm512_add_epi32(sum, wk[k]);
+            if (k + 1 < K)
+                sum = _mm512_add_epi32(sum, wk[k + 1]);
         }
         for (int o = 0; o < g->nops; o++) {
             __m512i d = _mm512_setzero_si512();
