@@ -203,6 +203,10 @@ Test(qkernels_dw, listed_shapes_exact)
         /* requantization shift extremes, with large accumulators (5x5) */
         {1, 17, 9, 9, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 8, BP_QT_U8, BP_QT_S32, 3},
         {3, 16, 9, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8, BP_QT_S8, BP_QT_S8, 3},
+        /* planes over 4 KiB: more windows than the tables hold, rows copied
+         * one by one even with the permute windows on */
+        {1, 2, 70, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, BP_QT_U8, BP_QT_U8, 0},
+        {1, 3, 70, 70, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4, BP_QT_S8, BP_QT_S8, 0},
         /* rows wider than 64 bytes: several chunks per row copy */
         {1, 3, 9, 150, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, BP_QT_S8, BP_QT_S8, 0},
         {1, 3, 9, 150, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8, BP_QT_U8, BP_QT_S32, 0},
