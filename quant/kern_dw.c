@@ -1,38 +1,45 @@
-/* kern_dw.c — int8 depthwise convolution with AVX-512 VNNI (vpdpbusd on zmm).
+/* kern_dw.c — int8 depthwise convolution with AVX-512 VNNI (vpdpbusd on zmm)
+ * and VBMI (vpermb/vpermt2b).
  *
  * A depthwise conv has 9 weights per channel and small planes (7x7, 14x14 in
  * the reference models), so row-wise vectors waste most lanes and the
  * requantization, not the multiply, is the cost. This kernel works on whole
  * planes, flattened:
  *
- * Phase planes. Per (image, channel), the zero-padded input plane (hp x wp)
- * is copied into sh·sw phase planes of hq x wq bytes, hq = ⌈hp/sh⌉,
- * wq = ⌈wp/sw⌉: padded (Y, X) goes to plane (Y mod sh, X mod sw) at row Y/sh,
- * column X/sw. Output (oy, ox) then reads tap (ky, kx) at flat position
- * q + (ky·dh / sh)·wq + kx·dw / sw of one phase plane, q = oy·wq + ox: every
- * tap is a constant offset from the flat output index, for any stride and
- * dilation, and there are no borders. Positions ox in [ow, wq) are computed
- * and dropped. The padding (and the read slack) is written once per call:
- * only the interior changes from plane to plane.
+ * Phase planes. Per (image, channel) the zero-padded input plane (hp x wp)
+ * is copied, as uint8, into sh row-phase planes: padded row Y goes to plane
+ * Y mod sh, row Y/sh, with row pitch rp. Output (oy, ox) is flat index
+ * q = oy·wq + ox and reads tap (ky, kx) at a constant byte offset from q
+ * (stride 1, wq = rp = wp) or from 2q (stride 2, wq = ⌈wp/2⌉, rp = 2·wq), for
+ * any dilation, with no borders; positions ox in [ow, wq) are computed and
+ * dropped. Other column strides also split columns into sw phases (column X
+ * at phase X mod sw, position X/sw) and run at stride 1 within them. The
+ * padding and the read slack are written once per call; only the interior
+ * changes from plane to plane.
  *
- * Quads. The taps of one kernel row that fall into the same phase plane lie
- * on consecutive columns (stride 1: kx = 0..kw−1; stride 2: the even kx in
- * phase 0, the odd ones in phase 1) and are grouped in quads of 4 columns
- * with zero weights in the gaps: 3x3 stride 1 is 3 quads, stride 2 is 6,
- * 5x5 is 10. A 64-byte load at flat offset q0 + r + off holds in its dword j
- * the quad of output q0 + 4j + r, so one vpdpbusd with the broadcast weight
- * quad adds a quad's 4 products to 16 outputs, and 4 loads (r = 0..3) cover
- * 64 consecutive outputs: 4·nquads vpdpbusd per 64 outputs.
+ * Quads. The taps of one kernel row that land in one phase plane are
+ * consecutive columns, grouped in quads of 4 with zero weights in the gaps
+ * (3x3: 3 quads, 5x5: 10). A 64-byte load at q0 + r + off holds in dword j
+ * the quad of output q0 + 4j + r, so 4 loads and 4 vpdpbusd with the
+ * broadcast weight quad add a quad to 64 consecutive outputs; at stride 2
+ * the loads at 2·q0 + off + {0, 2, 64, 66} do the same (dwz_plane2).
  *
  * Signed inputs are shifted to uint8 (x ^ 0x80 = x + 128, padding 0x80) and
  * the bias corrected by −128·Σw (as in the VNNI convs of kern_avx2.c); the
  * wrap-around int32 sum is exact whenever the true sum fits.
  *
- * Output. The 4 accumulators (outputs 4j + r) are requantized and clamped in
- * place (bit-exact with bp_requant), then for 8-bit outputs put back in order
- * by shifts and ors (byte r of dword j), one 64-byte store into a flat row
- * buffer, and copied out row by row with masked stores; int32 outputs are
- * scattered into the flat buffer. Integer-only. */
+ * Output. The 4 accumulators are requantized (bit-exact with bp_requant, in
+ * one 64-bit rounding where it can: dwz_requant64), then 8-bit results are
+ * packed with saturation and shuffled into flat order, and either stored
+ * straight to the output through a vpermb (one-block planes) or stored to a
+ * flat buffer and copied out by byte-permute windows; int32 results are
+ * scattered into the flat buffer and copied out by rows.
+ *
+ * Byte-permute windows. Tables built once per call say, for each 64-byte
+ * window of the phase planes, which input bytes it holds (a span under 128,
+ * so one vpermt2b of two loads), and for each 64 output bytes which flat
+ * positions; shapes whose windows do not fit (wide rows at stride 2, planes
+ * over 4 KiB) copy row by row instead. Integer-only. */
 #include <cpuid.h>
 #include <immintrin.h>
 #include <string.h>
@@ -502,7 +509,7 @@ typedef struct {
  * and nested floors of exact divisions merge:
  *   result = ⌊(P + 2^(30+e) − [P < 0]·2^31) / 2^(31+e)⌋,
  * exact in int64 (|x·m| < 2^62; m > 0, so SRDHM's saturation cannot occur).
- * Half the port-0 work of the two-step form, which is what bounds a block.
+ * 12 vector instructions per 16 lanes against 15 for the two-step form.
  * Odd lanes are shifted by e − 1 only, which leaves their result in the high
  * dword, where the blend wants it. */
 __attribute__((always_inline)) DWZ static inline __m512i dwz_requant64(__m512i x, const dwz_req *rq)
@@ -661,10 +668,10 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *
     } while (0)
 
 /* Planes go in chunks of cb: fill the chunk's phase planes, compute them all,
- * then copy all flat outputs out. A load right after an overlapping masked or
- * narrower store cannot take its data from the store buffer and waits for the
- * store to reach L1; a chunk of other planes' work in between hides that wait,
- * which is most of the time of a 7x7 plane done in one go. */
+ * then copy all flat outputs out. A load that overlaps narrower or masked
+ * stores still in flight cannot take its data from the store buffer and waits
+ * for them to reach L1; a chunk of other planes' work in between keeps the
+ * loads of the compute and the copy-out away from the stores they read. */
 DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *in, const int32_t *wd,
                         const int32_t *beff, const bp_qmul *qm, void *out, uint8_t *planes, uint8_t *flat,
                         const dwz_chs *chs, int nwin, const dwz_win *win_in, const dwz_win *win_out)
