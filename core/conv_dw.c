@@ -55,7 +55,7 @@ static size_t tab_size(const bp_dwgeom *d)
 size_t bp_dw_scratch(const bp_dwgeom *d)
 {
     return NSLOT * (xph_size(d) + dyb_size(d)) + xph_size(d) + round_up((size_t)d->plane) +
-           round_up((size_t)BP_DW_MAX_GROUPS * d->kh * d->kw) + tab_size(d);
+           round_up((size_t)BP_DW_MAX_GROUPS * d->C * d->kh * d->kw) + tab_size(d);
 }
 
 /* Tap tables, for tap k = i*kw + j: it reads the packed input at xoff[k] + t
@@ -406,10 +406,11 @@ void bp_dw_backward(const bp_dwgeom *d, int N, const bp_dwgroup *gr, int ngr, bp
         bp_real *wacc = dxph + sx + round_up((size_t)d->plane);
         taps tb;
         int all_phases = bp_dw_tap_tables(d, base + per - tab_size(d), &tb);
+        size_t nw = (size_t)d->C * khw;
+        memset(wacc, 0, ngr * nw * sizeof *wacc);
 #pragma omp for schedule(static)
-        for (int ch = 0; ch < d->C; ch++) {
-            memset(wacc, 0, (size_t)ngr * khw * sizeof *wacc);
-            for (int s = 0; s < N; s++) {
+        for (int s = 0; s < N; s++) {
+            for (int ch = 0; ch < d->C; ch++) {
                 size_t pi = (size_t)s * d->C + ch;
                 for (int i = 0; i < nx; i++)
                     bp_dw_pack(d, xkey[i] + pi * in, xb + i * sx);
@@ -420,7 +421,7 @@ void bp_dw_backward(const bp_dwgeom *d, int N, const bp_dwgroup *gr, int ngr, bp
                     for (int k = 0; k < gr[q].nt; k++)
                         if (xs[q][k] >= 0)
                             K->dot(d->T, yb + ys[q][k] * sy + d->lead, xb + xs[q][k] * sx, tb.xoff,
-                                   khw, wacc + (size_t)q * khw);
+                                   khw, wacc + q * nw + (size_t)ch * khw);
                     int any = 0;
                     for (int k = 0; k < gr[q].nt; k++)
                         any |= dxs[q][k];
@@ -447,10 +448,19 @@ void bp_dw_backward(const bp_dwgeom *d, int N, const bp_dwgroup *gr, int ngr, bp
                     bp_dw_unpack_add(d, dxph, gr[q].dx + pi * in);
                 }
             }
-            for (int q = 0; q < ngr; q++)
-                if (gr[q].dw)
-                    for (int k = 0; k < khw; k++)
-                        gr[q].dw[(size_t)ch * khw + k] += wacc[(size_t)q * khw + k];
+        }
+        /* the loop above ends with a barrier: every partial is complete */
+        int nthr = omp_get_num_threads();
+        for (int q = 0; q < ngr; q++) {
+            if (!gr[q].dw)
+                continue;
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < nw; i++) {
+                bp_real acc = gr[q].dw[i];
+                for (int th = 0; th < nthr; th++)
+                    acc += (scratch + per * th + (wacc - base))[q * nw + i];
+                gr[q].dw[i] = acc;
+            }
         }
     }
 }

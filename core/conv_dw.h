@@ -14,9 +14,11 @@
  * Backward runs the same way: dy is laid out with row stride Wq after
  * enough leading zeros that every tap's read stays in the buffer, each phase
  * plane of dx gathers its taps from it, and dW of a tap is one dot product of
- * dy with the tap's shifted phase plane. Work is split by channel, each
- * thread summing dW of its channels over the samples in order, so results do
- * not depend on the thread count. */
+ * dy with the tap's shifted phase plane. Work is split by sample (planes are
+ * then read in memory order; splitting by channel read them 64 samples
+ * apart and cost 12% of a MobileNetV2 HVP in cache misses): each thread sums
+ * dW of its samples privately and the partials are added in thread order,
+ * so results are reproducible at a given thread count. */
 #ifndef BP_CONV_DW_H
 #define BP_CONV_DW_H
 

@@ -1,12 +1,25 @@
 /* Conv (2-D, groups, strides, asymmetric pads, dilations, optional bias):
  * forward, backward and R-op.
  *
- * General path: per sample (OpenMP over the batch), im2col into (K_g x P) and
- * one single-threaded gemm per group straight into NCHW; 1x1 stride-1 convs
- * skip im2col. Backward: dW = dy col^T summed per thread, dx = W^T dy then
- * col2im.
- * Depthwise convolutions (one input and one output channel per group) use
- * direct loops: im2col would copy kh*kw times the input for a tiny gemm.
+ * Three paths, chosen per call from the shape and the CPU:
+ *  - Depthwise (one input and one output channel per group): conv_dw.c, on
+ *    zero-padded phase planes where every tap is a contiguous shifted sum
+ *    (vectorized, plain/AVX2/AVX-512). im2col would copy kh*kw times the
+ *    input for a tiny gemm; the old per-pixel loops with bounds checks ran
+ *    scalar and took 60% of a MobileNetV2 HVP.
+ *  - Direct (one group, AVX-512, float build): the forward, the R-forward
+ *    (both terms in one sum) and dx run conv_direct.c's register-blocked
+ *    kernel on the same phase planes, straight from the input: no im2col,
+ *    no col2im, and no per-sample OpenBLAS call on 7x7..28x28 planes, where
+ *    packing and im2col/col2im cost as much as the products. dW keeps
+ *    im2col + gemm (a direct dW kernel measured no faster).
+ *  - General (everything else: groups, no AVX-512, the double build): per
+ *    sample (OpenMP over the batch), im2col into (K_g x P) and one
+ *    single-threaded gemm per group straight into NCHW; 1x1 stride-1 convs
+ *    skip im2col. Backward: dW = dy col^T summed per thread, dx = W^T dy
+ *    then col2im. This is also the path the tests compare the others with.
+ * Sums per thread are added in thread order on every path, so a run is
+ * reproducible at a given thread count.
  *
  * R-op (the conv is bilinear in x and W):
  *   R{y}  = conv(R{x}, W) + conv(x, V) + V_b
