@@ -276,8 +276,8 @@ size_t bp_qk_amx_scratch(const bp_qconv_params *p)
     /* T, and QB (the slots' quads before replication) of the same size */
     size_t q = ((size_t)gm.nrp * lq + q_slack(&gm)) * 4, t = 2 * 4 * tch_of(&gm, gm.nbmax);
     size_t rows = (size_t)gm.nmb * 16;
-    return 64 + (q + 63) / 64 * 64 + t + (pp_bytes(&gm) + 63) / 64 * 64 + 8 * 1024 + rows * 64 + rows * 32 +
-           64; /* 32: sizeof(rowpar) */
+    return 64 + (q + 63) / 64 * 64 + t + (pp_bytes(&gm) + 63) / 64 * 64 + 8 * 1024 + rows * 64 + rows * 40 +
+           64; /* 40: sizeof(rowpar) */
 }
 
 /* ---- weight cache ------------------------------------------------------------ */
@@ -829,12 +829,14 @@ typedef struct {
     int32_t m;   /* multiplier for vpmuldq */
     int32_t vec; /* 0: bp_requant */
     int64_t k, d, s;
+    int32_t bias; /* added in the epilogue when the C tiles start from zero */
+    int32_t pad_;
 } rowpar;
-_Static_assert(sizeof(rowpar) == 32, "bp_qk_amx_scratch counts 32 bytes per row");
+_Static_assert(sizeof(rowpar) == 40, "bp_qk_amx_scratch counts 40 bytes per row");
 
 static rowpar row_of(bp_qmul q)
 {
-    rowpar r = {0, 1, 0, 0, 31};
+    rowpar r = {0, 1, 0, 0, 31, 0, 0};
     if (q.shift > 0 || (q.mult != 0 && q.shift < -31)) {
         r.vec = 0;
         return r;
@@ -852,6 +854,7 @@ static rowpar row_of(bp_qmul q)
 typedef struct {
     const bp_qconv_params *p;
     const rowpar *rp;    /* the group's rows */
+    int add_bias;        /* the C tiles started from zero, not the bias */
     const bp_qmul *qm;   /* the group's */
     void *out;           /* first image's, group's channel 0 */
     size_t oplane;       /* oh · ow */
@@ -926,9 +929,11 @@ static int segments(const flatmap *fm, fcursor *c, seg *sg)
 /* One C row (16 int32, accumulator + bias) requantized and clamped to
  * [lo, hi]; hi is skipped for u8 outputs whose store saturates at 255. */
 AMX static inline __m512i requant_row(const int32_t *c, const rowpar *rp, const bp_qmul *qm, int neg,
-                                      __m512i vlo, __m512i vhi, int need_hi)
+                                      __m512i vlo, __m512i vhi, int need_hi, int add_bias)
 {
     __m512i x = _mm512_loadu_si512((const void *)c);
+    if (add_bias)
+        x = _mm512_add_epi32(x, _mm512_set1_epi32(rp->bias));
     if (rp->vec) {
         const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k), vs = _mm512_set1_epi64(rp->s);
         const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
@@ -962,7 +967,7 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
     const bp_qconv_params *p = e->p;
     const __m512i vlo = _mm512_set1_epi32(p->out_min), vhi = _mm512_set1_epi32(p->out_max);
     const bp_qtype type = p->out_type;
-    const int neg = p->out_min < 0, need_hi = !(type == BP_QT_U8 && p->out_max == 255);
+    const int neg = p->out_min < 0, need_hi = !(type == BP_QT_U8 && p->out_max == 255), ab = e->add_bias;
     const size_t osz = type == BP_QT_S32 ? 4 : 1, oplane = e->oplane;
     const int rend = cog - r0 < 16 ? cog - r0 : 16;
     const rowpar *rp0 = e->rp + r0;
@@ -988,15 +993,18 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
                     if (km[t])
                         _mm_mask_storeu_epi8(o[t] + ro, km[t],
                                              _mm512_cvtusepi32_epi8(requant_row(c + 256 * t + 16 * i, rp, qm0 + i, neg,
-                                                                                vlo, vhi, need_hi)));
+                                                                                vlo, vhi, need_hi, ab)));
                 continue;
             }
             const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k),
-                          vs = _mm512_set1_epi64(rp->s), vd = _mm512_set1_epi64(rp->d), z = _mm512_setzero_si512();
+                          vs = _mm512_set1_epi64(rp->s), vd = _mm512_set1_epi64(rp->d), z = _mm512_setzero_si512(),
+                          vb = _mm512_set1_epi32(rp->bias);
             for (int t = 0; t < nt; t++) {
                 if (!km[t])
                     continue;
-                const __m512i x = _mm512_loadu_si512((const void *)(c + 256 * t + 16 * i));
+                __m512i x = _mm512_loadu_si512((const void *)(c + 256 * t + 16 * i));
+                if (ab)
+                    x = _mm512_add_epi32(x, vb);
                 const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
                 __m512i ye = _mm512_add_epi64(pe, vk), yo = _mm512_add_epi64(po, vk);
                 if (neg) {
@@ -1027,20 +1035,20 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
             if (type == BP_QT_U8)
                 for (int i = 0; i < rend; i++, o += step)
                     _mm_storeu_si128((__m128i *)o, _mm512_cvtusepi32_epi8(
-                                                       requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi)));
+                                                       requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi, ab)));
             else if (type == BP_QT_S8)
                 for (int i = 0; i < rend; i++, o += step)
                     _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(
-                                                       requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi)));
+                                                       requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi, ab)));
             else
                 for (int i = 0; i < rend; i++, o += step)
-                    _mm512_storeu_si512((void *)o, requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi));
+                    _mm512_storeu_si512((void *)o, requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi, ab));
             continue;
         }
         seg sl[16];
         memcpy(sl, sg[t], sizeof(seg) * nseg);
         for (int i = 0; i < rend; i++) {
-            const __m512i x = requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi);
+            const __m512i x = requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi, ab);
             const size_t rbase = (size_t)(r0 + i) * oplane;
             for (int k = 0; k < nseg; k++) {
                 const __m512i v = sl[k].lo ? _mm512_maskz_compress_epi32(sl[k].m, x) : x;
@@ -1079,6 +1087,8 @@ typedef struct {
  * C buffers, two segment sets). */
 AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, const uint8_t *W, const uint8_t *Q,
                           size_t lq, const ptrdiff_t *toff, size_t nflat, int u8, const int32_t *btile, int32_t *cbuf)
+/* btile NULL: the C tiles start from zero and the epilogue adds the bias
+ * (one tdp per tile: the bias loads would be a quarter of the tile traffic) */
 {
     const size_t tb = gm->tile_bytes, qstride = lq * 4, kcq = (size_t)gm->kc * qstride;
     const int nouter = gm->nouter, nch = gm->nch, astride = 64, cog = gm->cog;
@@ -1095,10 +1105,17 @@ AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, c
             for (int mb = 0; mb < gm->nmb; mb += 2, blk++) {
                 const uint8_t *w0 = W + (size_t)mb * nouter * nch * tb, *w1 = w0 + (size_t)nouter * nch * tb;
                 /* C starts from the bias rows */
-                _tile_loadd(0, btile + 256 * mb, 64);
-                _tile_loadd(1, btile + 256 * mb, 64);
-                _tile_loadd(2, btile + 256 * (mb + 1), 64);
-                _tile_loadd(3, btile + 256 * (mb + 1), 64);
+                if (btile) {
+                    _tile_loadd(0, btile + 256 * mb, 64);
+                    _tile_loadd(1, btile + 256 * mb, 64);
+                    _tile_loadd(2, btile + 256 * (mb + 1), 64);
+                    _tile_loadd(3, btile + 256 * (mb + 1), 64);
+                } else {
+                    _tile_zero(0);
+                    _tile_zero(1);
+                    _tile_zero(2);
+                    _tile_zero(3);
+                }
                 for (int o = 0; o < nouter; o++) {
                     const uint8_t *b = Q + (toff[o] + f0) * 4;
                     for (int ch = 0; ch < nch; ch++, b += kcq) {
@@ -1138,10 +1155,17 @@ AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, c
             const int si = blk & 1;
             for (int t = 0; t < 4; t++)
                 ns[si][t] = segments(fm, &cur, sg[si][t]);
-            _tile_loadd(0, btile, 64);
-            _tile_loadd(1, btile, 64);
-            _tile_loadd(2, btile, 64);
-            _tile_loadd(3, btile, 64);
+            if (btile) {
+                _tile_loadd(0, btile, 64);
+                _tile_loadd(1, btile, 64);
+                _tile_loadd(2, btile, 64);
+                _tile_loadd(3, btile, 64);
+            } else {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+            }
             for (int o = 0; o < nouter; o++) {
                 const uint8_t *b = Q + (toff[o] + f0) * 4;
                 for (int ch = 0; ch < nch; ch++, b += kcq) {
@@ -1211,6 +1235,7 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
     }
     _tile_loadconfig(&cfg);
     const size_t per_group = (size_t)gm.nmb * gm.nouter * gm.nch * gm.tile_bytes;
+    const int zero_c = gm.nouter * gm.nch == 1;
     const size_t osz = bp_qtype_size(p->out_type);
     for (int g = 0; g < p->group; g++) {
         const bp_qmul *gq = qm + (size_t)g * gm.cog;
@@ -1220,6 +1245,7 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
             for (int j = 0; j < 16; j++)
                 btile[r * 16 + j] = b;
             rp[r] = row_of(real ? gq[r] : (bp_qmul){0, BP_QMUL_ZERO_SHIFT});
+            rp[r].bias = b;
         }
         for (int n0 = 0; n0 < p->n; n0 += gm.nbmax) {
             const int nb = p->n - n0 < gm.nbmax ? p->n - n0 : gm.nbmax;
@@ -1230,12 +1256,12 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
             memset(Q + (size_t)gm.nrp * lq * 4, 0, q_slack(&gm) * 4);
             const uint8_t *gin = (const uint8_t *)in + ((size_t)n0 * p->cin + (size_t)g * gm.cig) * plane;
             build_quads(p, &gm, &pl, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, xb, pg, PP, T, QB, Q);
-            epi e = {p, rp, gq, (uint8_t *)out + ((size_t)n0 * p->cout + (size_t)g * gm.cog) * oplane * osz,
+            epi e = {p, rp, zero_c, gq, (uint8_t *)out + ((size_t)n0 * p->cout + (size_t)g * gm.cog) * oplane * osz,
                      oplane};
             flatmap fm = {oh, ow, gm.wps, gm.hps, nb, (size_t)p->cout * oplane};
             const size_t nflat = (size_t)(nb - 1) * img + (size_t)oh * gm.wps;
             run_group(&gm, &e, &fm, we->packed + (size_t)g * per_group, Q, lq, pl.toff, nflat,
-                      p->in_type == BP_QT_U8, btile, cbuf);
+                      p->in_type == BP_QT_U8, zero_c ? NULL : btile, cbuf);
         }
     }
     _tile_release();
