@@ -975,6 +975,46 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
     int one_run = type == BP_QT_U8;
     for (int t = 0; t < nt; t++)
         one_run &= ns[t] == 0 || (ns[t] == 1 && sg[t][0].lo == 0);
+    if (type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255 && (nt == 2 || nt == 4)) {
+        int packed = 1;
+        for (int t = 0; t < nt; t++)
+            packed &= ns[t] == 1 && sg[t][0].n == 16 && sg[t][0].at == sg[0][0].at + (size_t)16 * t;
+        if (packed) {
+            /* the tiles are one contiguous run and the clamp is the type's
+             * range: vpackssdw then vpackuswb saturate exactly like it, and
+             * one vpermd puts the 128-bit lanes back in order */
+            uint8_t *o = (uint8_t *)e->out + (size_t)r0 * oplane + sg[0][0].at;
+            const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+            for (int i = 0; i < rend; i++, o += oplane) {
+                const rowpar *rp = rp0 + i;
+                __m512i y[4];
+                if (rp->vec) {
+                    const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k),
+                                  vs = _mm512_set1_epi64(rp->s), vb = _mm512_set1_epi32(rp->bias);
+                    for (int t = 0; t < nt; t++) {
+                        __m512i x = _mm512_loadu_si512((const void *)(c + 256 * t + 16 * i));
+                        if (ab)
+                            x = _mm512_add_epi32(x, vb);
+                        const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
+                        const __m512i ye = _mm512_srav_epi64(_mm512_add_epi64(pe, vk), vs),
+                                      yo = _mm512_srav_epi64(_mm512_add_epi64(po, vk), vs);
+                        y[t] = _mm512_mask_blend_epi32(0xAAAA, ye, _mm512_slli_epi64(yo, 32));
+                    }
+                } else
+                    for (int t = 0; t < nt; t++)
+                        y[t] = requant_row(c + 256 * t + 16 * i, rp, qm0 + i, 0, vlo, vhi, 0, ab);
+                if (nt == 4) {
+                    const __m512i b = _mm512_packus_epi16(_mm512_packs_epi32(y[0], y[1]), _mm512_packs_epi32(y[2], y[3]));
+                    _mm512_storeu_si512((void *)o, _mm512_permutexvar_epi32(perm, b));
+                } else {
+                    const __m512i w = _mm512_packs_epi32(y[0], y[1]);
+                    _mm256_storeu_si256((__m256i *)o,
+                                        _mm512_castsi512_si256(_mm512_permutexvar_epi32(perm, _mm512_packus_epi16(w, w))));
+                }
+            }
+            return;
+        }
+    }
     if (one_run) {
         /* every tile at most one run, from lane 0 (1x1 convs, images as
          * wide as 16 or 32 with their padding): rows outside, so a row's

@@ -478,14 +478,19 @@ Test(qkernels, amx_layouts_exact)
         {64, 64, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3},    /* split tile rows, 2x2 blocks */
     };
     for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++)
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < 4; v++) {
+            /* v: uint8 out clamped to [0, 255] (ReLU, the packed stores), to
+             * [0, 100] with 3-bit weights and power-of-two scales, int8 in
+             * and out, int32 out */
             const int *q = sh[si];
             bp_qconv_params p = {.n = q[15], .cin = q[0], .h = q[2], .w = q[3], .cout = q[1], .kh = q[4],
                                  .kw = q[5], .stride_h = q[6], .stride_w = q[7], .pad_t = q[8], .pad_l = q[9],
                                  .pad_b = q[10], .pad_r = q[11], .dil_h = q[12], .dil_w = q[13], .group = q[14],
                                  .wbits = v == 1 ? 3 : 8, .in_type = v == 2 ? BP_QT_S8 : BP_QT_U8,
-                                 .out_type = (bp_qtype)v};
+                                 .out_type = v <= 1 ? BP_QT_U8 : v == 2 ? BP_QT_S8 : BP_QT_S32};
             out_range(p.out_type, &p.out_min, &p.out_max);
+            if (v <= 1)
+                p.out_max = v == 0 ? 255 : 100;
             cr_assert_eq(bp_qconv_check(&p), BP_OK, "%s", bp_last_error());
             const int cig = p.cin / p.group, cog = p.cout / p.group, k = cig * p.kh * p.kw;
             size_t nin = (size_t)p.n * p.cin * p.h * p.w;
@@ -502,7 +507,7 @@ Test(qkernels, amx_layouts_exact)
             random_qm(qm, p.cout, k, v == 1);
             uint8_t *panel = malloc(bp_qweights_size(p.group, cog, k, p.wbits));
             cr_assert_eq(bp_qweights_pack(w, p.group, cog, k, p.wbits, panel), BP_OK);
-            size_t bad = amx_vs_ref(&p, in, panel, v == 0 ? NULL : bias, qm);
+            size_t bad = amx_vs_ref(&p, in, panel, v == 3 ? NULL : bias, qm);
             cr_assert_eq(bad, 0, "shape %zu variant %d: %zu mismatching bytes", si, v, bad);
             free(in), free(w), free(bias), free(qm), free(panel);
         }
