@@ -131,7 +131,8 @@ static int defined_in_int_objs(const char *sym)
     return 0;
 }
 
-static const char *allowed[] = {"memcpy", "memset", "memcmp", "malloc", "calloc", "free", "aligned_alloc",
+/* bcmp: clang turns memcmp(...) == 0 into it */
+static const char *allowed[] = {"memcpy", "memset", "memcmp", "bcmp", "malloc", "calloc", "free", "aligned_alloc",
                                 "syscall", "bp_error", "bp_error_wrap", "__stack_chk_fail",
                                 "__cpu_indicator_init", "__cpu_model", "_GLOBAL_OFFSET_TABLE_"};
 
