@@ -13,6 +13,7 @@ struct bp_qrun {
     int max_batch;
     void **buf;    /* (nt) n · numel1 elements of the tensor's type */
     void *scratch; /* kernel scratch, 64-byte aligned */
+    bp_qconv_prep **prep; /* (nops) each conv op prepared once, else NULL */
 };
 
 void bp_qrun_free(bp_qrun *r)
@@ -22,6 +23,9 @@ void bp_qrun_free(bp_qrun *r)
     for (int t = 0; r->buf && t < r->m->nt; t++)
         free(r->buf[t]);
     free(r->buf);
+    for (int k = 0; r->prep && k < r->m->nops; k++)
+        bp_qconv_prep_free(r->prep[k]);
+    free(r->prep);
     free(r->scratch);
     free(r);
 }
@@ -46,6 +50,18 @@ bp_status bp_qrun_new(const bp_qmodel *m, int max_batch, bp_qrun **out)
         if (!(r->buf[t] = malloc(bytes ? bytes : 1)))
             goto nomem;
     }
+    /* convs are prepared once, with the kernel implementation active now
+     * (AMX: the weights repacked into tile layout) */
+    if (!(r->prep = calloc(m->nops > 0 ? m->nops : 1, sizeof *r->prep)))
+        goto nomem;
+    for (int k = 0; k < m->nops; k++)
+        if (m->ops[k].kind == BP_QOP_CONV) {
+            bp_status st = bp_qconv_prepare(&m->ops[k].cp, m->ops[k].wpanel, &r->prep[k]);
+            if (st) {
+                bp_qrun_free(r);
+                return bp_error_wrap(st, "int engine: op %d", k);
+            }
+        }
     *out = r;
     return BP_OK;
 nomem:
@@ -135,9 +151,7 @@ bp_status bp_qrun_forward(bp_qrun *r, const void *xq, int n, int32_t *logits)
         bp_status s = BP_OK;
         switch (op->kind) {
         case BP_QOP_CONV: {
-            bp_qconv_params p = op->cp;
-            p.n = n;
-            s = bp_qconv(&p, in, op->wpanel, op->bias, op->qm, out, r->scratch);
+            s = bp_qconv_run(r->prep[k], n, in, op->bias, op->qm, out, r->scratch);
             break;
         }
         case BP_QOP_GEMM: {

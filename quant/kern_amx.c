@@ -22,12 +22,12 @@
  * to 16 when that keeps every tile row aligned.
  *
  * K runs over (tap, channel quad) instead of the panel's (channel, tap):
- * integer sums do not depend on order. Weights are repacked once per panel
- * into A tiles and kept in a small process-wide cache keyed by the panel's
- * address and geometry and checked against a copy of the panel's bytes on
- * every call, so a panel rewritten in place (or freed and reallocated) is
- * never served stale. This is the one allocation in the integer kernels:
- * repacking costs more than a whole batch-1 conv.
+ * integer sums do not depend on order. Weights are repacked into A tiles by
+ * bp_qk_amx_prepare, once per layer (bp_qconv_prepare; bp_qconv prepares
+ * into a temporary on every call), together with the batch-independent
+ * tables (row runs, expansion masks, stride gathers): repacking costs more
+ * than a whole batch-1 conv. The prep is the caller's; this file keeps no
+ * state besides the once-asked AMX permission.
  *
  * Signed inputs use tdpbssd, unsigned ones tdpbsud (signed weights in A,
  * unsigned activations in B): no +128 shift. The tiles accumulate in int32
@@ -280,34 +280,7 @@ size_t bp_qk_amx_scratch(const bp_qconv_params *p)
            64; /* 40: sizeof(rowpar) */
 }
 
-/* ---- weight cache ------------------------------------------------------------ */
-
-typedef struct {
-    const uint8_t *panel;
-    size_t pbytes;
-    int group, cog, cig, kh, kw, wbits;
-    uint8_t *copy;   /* the panel's bytes when packed */
-    uint8_t *packed; /* group · nmb · khw · nch A tiles */
-    int refs;
-    unsigned long stamp;
-    /* the stride gather tables (pgather) of the last input geometry seen:
-     * computing them costs as much as a small batch-1 conv */
-    void *geo;
-    int geo_state; /* 0 none, 1 tables, 2 not applicable */
-    int geo_key[10];
-} wentry;
-
-#define NCACHE 16
-static wentry cache[NCACHE];
-static atomic_flag cache_lock = ATOMIC_FLAG_INIT;
-static unsigned long cache_clock;
-
-static void lock(void)
-{
-    while (atomic_flag_test_and_set_explicit(&cache_lock, memory_order_acquire))
-        ;
-}
-static void unlock(void) { atomic_flag_clear_explicit(&cache_lock, memory_order_release); }
+/* ---- prepared weights -------------------------------------------------------- */
 
 static size_t packed_bytes(const bp_qconv_params *p, const amx_geom *gm)
 {
@@ -336,65 +309,6 @@ static void pack_weights(const bp_qconv_params *p, const amx_geom *gm, const uin
                     gd[at] = (uint8_t)(int8_t)bp_qk_get(gp, gm->k, p->wbits, r, ci * gm->khw + tap);
                 }
     }
-}
-
-/* The packed weights of wpanel, or NULL (allocation failed, every entry in
- * use): the caller then takes another kernel. Pair with release_weights. */
-static wentry *acquire_weights(const bp_qconv_params *p, const amx_geom *gm, const uint8_t *wpanel)
-{
-    const size_t pbytes = (size_t)p->group * bp_qk_group_bytes(gm->cog, gm->k, p->wbits);
-    lock();
-    wentry *hit = NULL, *victim = NULL;
-    for (int i = 0; i < NCACHE; i++) {
-        wentry *e = &cache[i];
-        if (e->panel == wpanel && e->pbytes == pbytes && e->group == p->group && e->cog == gm->cog &&
-            e->cig == gm->cig && e->kh == p->kh && e->kw == p->kw && e->wbits == p->wbits &&
-            (e->refs == 0 || !memcmp(e->copy, wpanel, pbytes))) {
-            hit = e;
-            break;
-        }
-        if (e->refs == 0 && (!victim || e->stamp < victim->stamp))
-            victim = e;
-    }
-    if (hit && !memcmp(hit->copy, wpanel, pbytes)) {
-        hit->refs++;
-        hit->stamp = ++cache_clock;
-        unlock();
-        return hit;
-    }
-    wentry *e = hit ? hit : victim; /* a hit here is stale and unused: refill it */
-    if (!e) {
-        unlock();
-        return NULL;
-    }
-    free(e->copy);
-    free(e->packed);
-    free(e->geo);
-    memset(e, 0, sizeof *e);
-    e->copy = malloc(pbytes);
-    e->packed = aligned_alloc(64, (packed_bytes(p, gm) + 63) / 64 * 64);
-    if (!e->copy || !e->packed) {
-        free(e->copy);
-        free(e->packed);
-        memset(e, 0, sizeof *e);
-        unlock();
-        return NULL;
-    }
-    memcpy(e->copy, wpanel, pbytes);
-    pack_weights(p, gm, wpanel, e->packed);
-    e->panel = wpanel, e->pbytes = pbytes, e->group = p->group, e->cog = gm->cog, e->cig = gm->cig;
-    e->kh = p->kh, e->kw = p->kw, e->wbits = p->wbits;
-    e->refs = 1;
-    e->stamp = ++cache_clock;
-    unlock();
-    return e;
-}
-
-static void release_weights(wentry *e)
-{
-    lock();
-    e->refs--;
-    unlock();
 }
 
 /* ---- input to channel quads ------------------------------------------------- */
@@ -626,33 +540,53 @@ static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
     return 0;
 }
 
-/* The gather tables for p: the weight entry's when it holds them for this
- * geometry, else computed into the entry when no other call uses it, else
- * into local. NULL when strides are 1 or the tables do not apply. */
-static const pgather *cached_pgather(wentry *e, const bp_qconv_params *p, const amx_geom *gm, pgather *local)
+/* Everything about a conv that does not depend on the batch or the data:
+ * geometry, the input row runs, the expansion masks (stride 1) or gather
+ * tables (strides > 1), and the weights in A-tile layout. Read-only once
+ * built, so one prep serves concurrent calls (each with its own scratch). */
+struct bp_qk_amx_prep {
+    amx_geom gm;
+    int nxc, has_xb, has_pg;
+    xrun runs[MAX_RUNS];
+    xblocks xb;
+    pgather pg;
+    uint8_t *packed; /* group · nmb · nouter · nch A tiles, 64-byte aligned */
+};
+
+int bp_qk_amx_prepare(const bp_qconv_params *p, const uint8_t *wpanel, bp_qk_amx_prep **out)
 {
-    if (gm->sh == 1 && gm->sw == 1)
-        return NULL;
-    const int key[10] = {p->h, p->w, p->pad_t, p->pad_l, p->pad_b, p->pad_r, p->stride_h, p->stride_w, p->dil_h, p->dil_w};
-    lock();
-    if (e->geo_state && !memcmp(e->geo_key, key, sizeof key)) {
-        const pgather *r = e->geo_state == 1 ? (const pgather *)e->geo : NULL;
-        unlock();
-        return r;
+    *out = NULL;
+    amx_geom gm;
+    if (p->group < 1 || p->cin < p->group || p->cout < p->group || !geom_of(p, &gm))
+        return 0;
+    bp_qk_amx_prep *ap = malloc(sizeof *ap);
+    if (!ap)
+        return -1;
+    memset(ap, 0, sizeof *ap);
+    ap->gm = gm;
+    if (!row_runs(p, &ap->gm, ap->runs, &ap->nxc)) {
+        free(ap);
+        return 0;
     }
-    if (e->refs == 1) { /* only this call: the entry's tables may be rewritten */
-        if (!e->geo)
-            e->geo = malloc(sizeof(pgather));
-        if (e->geo) {
-            const int ok = pgather_of(p, gm, (pgather *)e->geo);
-            e->geo_state = ok ? 1 : 2;
-            memcpy(e->geo_key, key, sizeof key);
-            unlock();
-            return ok ? (const pgather *)e->geo : NULL;
-        }
+    ap->has_xb = expand_blocks(p, &ap->gm, &ap->xb);
+    /* the gather tables cost as much as a small batch-1 conv */
+    ap->has_pg = !ap->has_xb && pgather_of(p, &ap->gm, &ap->pg);
+    ap->packed = aligned_alloc(64, (packed_bytes(p, &ap->gm) + 63) / 64 * 64);
+    if (!ap->packed) {
+        free(ap);
+        return -1;
     }
-    unlock();
-    return pgather_of(p, gm, local) ? local : NULL;
+    pack_weights(p, &ap->gm, wpanel, ap->packed);
+    *out = ap;
+    return 1;
+}
+
+void bp_qk_amx_prep_free(bp_qk_amx_prep *ap)
+{
+    if (!ap)
+        return;
+    free(ap->packed);
+    free(ap);
 }
 
 AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const amx_plan *pl, const uint8_t *in,
@@ -1234,21 +1168,14 @@ AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, c
     }
 }
 
-AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wpanel, const int32_t *bias,
-                     const bp_qmul *qm, void *out, void *scratch)
+AMX void bp_qconv_amx(const bp_qconv_params *p, const void *in, const bp_qk_amx_prep *ap, const int32_t *bias,
+                      const bp_qmul *qm, void *out, void *scratch)
 {
-    amx_geom gm;
-    xrun runs[MAX_RUNS];
-    int nxc;
-    if (!geom_of(p, &gm) || !row_runs(p, &gm, runs, &nxc))
-        return 0;
-    xblocks xbs;
-    const xblocks *xb = expand_blocks(p, &gm, &xbs) ? &xbs : NULL;
-    wentry *we = acquire_weights(p, &gm, wpanel);
-    if (!we)
-        return 0;
-    pgather pgs;
-    const pgather *pg = xb ? NULL : cached_pgather(we, p, &gm, &pgs);
+    const amx_geom gm = ap->gm;
+    const xrun *runs = ap->runs;
+    const int nxc = ap->nxc;
+    const xblocks *xb = ap->has_xb ? &ap->xb : NULL;
+    const pgather *pg = ap->has_pg ? &ap->pg : NULL;
     int oh, ow;
     bp_qconv_out_hw(p, &oh, &ow);
     const size_t plane = (size_t)p->h * p->w, oplane = (size_t)oh * ow, img = img_px(&gm);
@@ -1300,11 +1227,9 @@ AMX int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wp
                      oplane};
             flatmap fm = {oh, ow, gm.wps, gm.hps, nb, (size_t)p->cout * oplane};
             const size_t nflat = (size_t)(nb - 1) * img + (size_t)oh * gm.wps;
-            run_group(&gm, &e, &fm, we->packed + (size_t)g * per_group, Q, lq, pl.toff, nflat,
+            run_group(&gm, &e, &fm, ap->packed + (size_t)g * per_group, Q, lq, pl.toff, nflat,
                       p->in_type == BP_QT_U8, zero_c ? NULL : btile, cbuf);
         }
     }
     _tile_release();
-    release_weights(we);
-    return 1;
 }

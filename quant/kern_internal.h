@@ -84,10 +84,17 @@ int bp_qk_quad_block(int k);
 int bp_qk_amx_usable(void);
 /* Scratch bytes of bp_qconv_amx for p (0 when it would decline p). */
 size_t bp_qk_amx_scratch(const bp_qconv_params *p);
-/* Runs p on AMX tiles and returns 1, or returns 0 without touching out when
- * it declines (depthwise, strides > 4, > 64 taps, weights not cacheable);
- * needs bp_qk_amx_usable() and AVX-512 F/BW/VL. */
-int bp_qconv_amx(const bp_qconv_params *p, const void *in, const uint8_t *wpanel, const int32_t *bias,
-                 const bp_qmul *qm, void *out, void *scratch);
+/* The batch-independent part of an AMX conv: weights in tile layout and
+ * geometry tables. Owned by the caller; read-only once built. */
+typedef struct bp_qk_amx_prep bp_qk_amx_prep;
+/* Prepares p (n ignored) with weights wpanel: 1 and *out set; 0 and *out
+ * NULL when AMX declines p (depthwise, strides > 4, > 64 taps, ...); −1 out
+ * of memory. Needs no CPU feature (plain C); wpanel is not referenced after. */
+int bp_qk_amx_prepare(const bp_qconv_params *p, const uint8_t *wpanel, bp_qk_amx_prep **out);
+void bp_qk_amx_prep_free(bp_qk_amx_prep *ap); /* accepts NULL */
+/* Runs p on AMX tiles with ap from bp_qk_amx_prepare of the same params
+ * (any n); needs bp_qk_amx_usable() and AVX-512 F/BW/VL. */
+void bp_qconv_amx(const bp_qconv_params *p, const void *in, const bp_qk_amx_prep *ap, const int32_t *bias,
+                  const bp_qmul *qm, void *out, void *scratch);
 
 #endif

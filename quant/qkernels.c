@@ -1,6 +1,7 @@
 /* qkernels.c — weight panels, parameter checks, scratch sizes and the run-time
  * choice between the reference and AVX2 kernels. Integer-only. */
 #include <cpuid.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant/kern_dw.h"
@@ -211,33 +212,103 @@ const char *bp_qkern_name(bp_qkern_impl impl)
                                     : "auto";
 }
 
+struct bp_qconv_prep {
+    bp_qconv_params p;    /* as prepared; bp_qconv_run sets n */
+    const uint8_t *wpanel; /* the caller's panel, referenced */
+    bp_qkern_impl impl;   /* bp_qkern_active() at prepare time */
+    bp_qk_amx_prep *amx;  /* impl AMX and a conv it takes, else NULL */
+};
+
+/* Runs p with impl (AMX only with amx set: what AMX declines runs as
+ * AVX-512 VNNI). impl is available (checked at prepare). */
+static void conv_dispatch(bp_qkern_impl impl, const bp_qk_amx_prep *amx, const bp_qconv_params *p,
+                          const void *in, const uint8_t *wpanel, const int32_t *bias, const bp_qmul *qm,
+                          void *out, void *scratch)
+{
+    if (impl == BP_QKERN_AMX) {
+        if (amx) {
+            bp_qconv_amx(p, in, amx, bias, qm, out, scratch);
+            return;
+        }
+        impl = BP_QKERN_AVX512VNNI; /* what AMX declines (depthwise, ...) */
+    }
+    if (impl == BP_QKERN_AVX512VNNI && bp_qconv_dwz(p, in, wpanel, bias, qm, out, scratch))
+        return;
+    if (impl == BP_QKERN_AVXVNNI || impl == BP_QKERN_AVX512VNNI)
+        bp_qconv_vnni(p, in, wpanel, bias, qm, out, scratch, impl == BP_QKERN_AVX512VNNI);
+    else if (impl == BP_QKERN_AVX2)
+        bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, 0);
+    else
+        bp_qconv_ref(p, in, wpanel, bias, qm, out);
+}
+
+/* The active implementation, or BP_ERR_UNSUPPORTED when a forced one is
+ * missing on this CPU. */
+static bp_status conv_impl(bp_qkern_impl *impl)
+{
+    *impl = bp_qkern_active();
+    if (!bp_qkern_available(*impl))
+        return bp_error(BP_ERR_UNSUPPORTED, "qconv: the %s kernel was forced on a CPU without it",
+                        bp_qkern_name(*impl));
+    return BP_OK;
+}
+
+bp_status bp_qconv_prepare(const bp_qconv_params *p, const uint8_t *wpanel, bp_qconv_prep **out)
+{
+    *out = NULL;
+    bp_qkern_impl impl;
+    bp_status st = bp_qconv_check(p);
+    if (st || (st = conv_impl(&impl)))
+        return st;
+    bp_qconv_prep *pp = calloc(1, sizeof *pp);
+    if (!pp)
+        return bp_error(BP_ERR_NOMEM, "qconv_prepare: out of memory");
+    pp->p = *p;
+    pp->wpanel = wpanel;
+    pp->impl = impl;
+    if (impl == BP_QKERN_AMX && bp_qk_amx_prepare(p, wpanel, &pp->amx) < 0) {
+        free(pp);
+        return bp_error(BP_ERR_NOMEM, "qconv_prepare: out of memory for the amx weights");
+    }
+    *out = pp;
+    return BP_OK;
+}
+
+void bp_qconv_prep_free(bp_qconv_prep *pp)
+{
+    if (!pp)
+        return;
+    bp_qk_amx_prep_free(pp->amx);
+    free(pp);
+}
+
+bp_qkern_impl bp_qconv_prep_impl(const bp_qconv_prep *pp) { return pp->impl; }
+
+bp_status bp_qconv_run(const bp_qconv_prep *pp, int n, const void *in, const int32_t *bias,
+                       const bp_qmul *qm, void *out, void *scratch)
+{
+    if (n < 1)
+        return bp_error(BP_ERR_ARG, "qconv_run: batch %d", n);
+    bp_qconv_params p = pp->p;
+    p.n = n;
+    conv_dispatch(pp->impl, pp->amx, &p, in, pp->wpanel, bias, qm, out, scratch);
+    return BP_OK;
+}
+
 bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
                    const int32_t *bias, const bp_qmul *qm, void *out, void *scratch)
 {
+    bp_qkern_impl impl;
     bp_status st = bp_qconv_check(p);
-    if (st)
+    if (st || (st = conv_impl(&impl)))
         return st;
-    bp_qkern_impl impl = bp_qkern_active();
-    if (impl == BP_QKERN_AMX) {
-        if (!bp_qkern_available(impl))
-            return bp_error(BP_ERR_UNSUPPORTED, "qconv: the amx kernel was forced on a CPU without it");
-        if (bp_qconv_amx(p, in, wpanel, bias, qm, out, scratch))
-            return BP_OK;
-        impl = BP_QKERN_AVX512VNNI; /* what AMX declines (depthwise, ...) */
-    }
-    if (impl == BP_QKERN_AVX2 || impl == BP_QKERN_AVXVNNI || impl == BP_QKERN_AVX512VNNI) {
-        if (!bp_qkern_available(impl))
-            return bp_error(BP_ERR_UNSUPPORTED, "qconv: the %s kernel was forced on a CPU without it",
-                            bp_qkern_name(impl));
-        if (impl == BP_QKERN_AVX512VNNI && bp_qconv_dwz(p, in, wpanel, bias, qm, out, scratch))
-            return BP_OK;
-        if (impl != BP_QKERN_AVX2)
-            bp_qconv_vnni(p, in, wpanel, bias, qm, out, scratch, impl == BP_QKERN_AVX512VNNI);
-        else
-            bp_qconv_avx2(p, in, wpanel, bias, qm, out, scratch, 0);
-    } else {
-        bp_qconv_ref(p, in, wpanel, bias, qm, out);
-    }
+    bp_qk_amx_prep *amx = NULL;
+    /* a one-off AMX call prepares into a temporary; when that is declined or
+     * cannot be allocated, the AVX-512 VNNI kernel runs instead */
+    if (impl == BP_QKERN_AMX)
+        (void)bp_qk_amx_prepare(p, wpanel, &amx);
+    conv_dispatch(impl, amx, p, in, wpanel, bias, qm, out, scratch);
+    bp_qk_amx_prep_free(amx);
     return BP_OK;
 }
 

@@ -16,10 +16,12 @@
  * 24/25, with AVX512_VBMI/VBMI2 and the OS's tile state, plus Linux's
  * arch_prctl(ARCH_REQ_XCOMP_PERM) permission, asked once per process). Kernels
  * never allocate: callers pass scratch of bp_qconv_buffer_size()/
- * bp_qgemm_buffer_size() bytes. The one exception is the AMX kernel's weight
- * cache: each panel is repacked once into tile layout (heap memory kept for
- * the process, at most 16 panels, checked against a copy of the panel's bytes
- * on every call so a rewritten panel is repacked).
+ * bp_qgemm_buffer_size() bytes. A conv layer run more than once is prepared
+ * once (bp_qconv_prepare: the AMX kernel's weights in tile layout and its
+ * geometry tables, owned by the returned prep) and run with bp_qconv_run;
+ * bp_qconv, for one-off calls, prepares into a temporary heap object on
+ * every call (with AMX that repacks the weights each time). The library
+ * keeps no per-panel state.
  *
  * Value ranges. Activations have zero point 0: BP_QT_U8 holds 0..255 (after
  * ReLU/ReLU6), BP_QT_S8 −128..127; lower activation bit-widths use the same
@@ -106,6 +108,32 @@ size_t bp_qconv_buffer_size(const bp_qconv_params *p);
 bp_status bp_qconv(const bp_qconv_params *p, const void *in, const uint8_t *wpanel,
                    const int32_t *bias, const bp_qmul *qm, void *out, void *scratch);
 
+/* A conv layer prepared once and run many times: the parameters, the
+ * implementation active (bp_qkern_active) at prepare time, which it keeps
+ * even if bp_qkern_set_impl changes later, and what that implementation
+ * derives from the weights (AMX: the weights repacked into tile layout and
+ * the batch-independent tables; the other implementations: nothing, they
+ * read wpanel). */
+typedef struct bp_qconv_prep bp_qconv_prep;
+
+/* Prepares a conv of params p (p->n is ignored: any batch runs) on the
+ * panel wpanel. wpanel is referenced, not copied: the caller keeps it alive
+ * and unchanged until bp_qconv_prep_free (AMX reads a copy in tile layout,
+ * the other implementations read wpanel itself; changing the weights means
+ * preparing again). *out is the caller's, freed by bp_qconv_prep_free; NULL
+ * on error. BP_ERR_ARG (as bp_qconv_check), BP_ERR_UNSUPPORTED (a forced
+ * implementation this CPU lacks), BP_ERR_NOMEM. */
+bp_status bp_qconv_prepare(const bp_qconv_params *p, const uint8_t *wpanel, bp_qconv_prep **out);
+/* Frees a prep; accepts NULL. */
+void bp_qconv_prep_free(bp_qconv_prep *prep);
+/* bp_qconv of prep's params with batch n (>= 1): in (n, cin, h, w), out
+ * (n, cout, oh, ow), bias, qm and scratch as bp_qconv (scratch:
+ * bp_qconv_buffer_size of the prepared params). prep is only read:
+ * threads may share it, each with its own scratch and out. BP_ERR_ARG if
+ * n < 1. */
+bp_status bp_qconv_run(const bp_qconv_prep *prep, int n, const void *in, const int32_t *bias,
+                       const bp_qmul *qm, void *out, void *scratch);
+
 /* ---- GEMM (fully connected) ---------------------------------------------- */
 
 typedef struct {
@@ -146,5 +174,8 @@ void bp_qkern_set_impl(bp_qkern_impl impl);
 /* The implementation kernels use now (AUTO resolved). */
 bp_qkern_impl bp_qkern_active(void);
 const char *bp_qkern_name(bp_qkern_impl impl);
+/* The implementation a prepared conv runs with (AMX also for the convs it
+ * declines, which run as BP_QKERN_AVX512VNNI). */
+bp_qkern_impl bp_qconv_prep_impl(const bp_qconv_prep *prep);
 
 #endif

@@ -130,7 +130,9 @@ void bp_qmodel_quantize_input(const bp_qmodel *m, const bp_real *x, int n, void 
 typedef struct bp_qrun bp_qrun;
 
 /* Workspace for batches up to max_batch (all buffers allocated here, none
- * during a run). */
+ * during a run). Every conv layer is prepared here (bp_qconv_prepare, with
+ * the kernel implementation active now: AMX repacks its weights once) and
+ * freed by bp_qrun_free; m and its panels must outlive the workspace. */
 bp_status bp_qrun_new(const bp_qmodel *m, int max_batch, bp_qrun **out);
 void bp_qrun_free(bp_qrun *r);
 /* Runs n samples from quantized input xq to int32 logits (n, classes) at

@@ -11,7 +11,7 @@
  * (register moves and bitwise logic on xmm/ymm registers are not arithmetic
  * and are allowed: compilers use them to copy and zero memory), and checks
  * with nm that every symbol those objects import is either defined by one of
- * them or is on a short allow-list (memcpy/memset/memcmp/allocation, bp_error
+ * them or is on a short allow-list (memcpy/memset/allocation, bp_error
  * for failure messages, CPU feature detection, syscall for the AMX permission
  * request) — so no call can leave the checked set into libm or other
  * floating-point code. A positive control runs the same checker on
@@ -131,8 +131,7 @@ static int defined_in_int_objs(const char *sym)
     return 0;
 }
 
-/* bcmp: clang turns memcmp(...) == 0 into it */
-static const char *allowed[] = {"memcpy", "memset", "memcmp", "bcmp", "malloc", "calloc", "free", "aligned_alloc",
+static const char *allowed[] = {"memcpy", "memset", "malloc", "calloc", "free", "aligned_alloc",
                                 "syscall", "bp_error", "bp_error_wrap", "__stack_chk_fail",
                                 "__cpu_indicator_init", "__cpu_model", "_GLOBAL_OFFSET_TABLE_"};
 

@@ -78,6 +78,33 @@ static void out_range(bp_qtype t, int32_t *lo, int32_t *hi)
     }
 }
 
+/* bp_qconv with the active implementation into out, then the same conv
+ * prepared once (bp_qconv_prepare) and run at the full batch and at batch 1:
+ * both must give out's bytes exactly. */
+static void conv_both(const bp_qconv_params *p, const uint8_t *in, const uint8_t *panel, const int32_t *bias,
+                      const bp_qmul *qm, void *out, void *scratch)
+{
+    cr_assert_eq(bp_qconv(p, in, panel, bias, qm, out, scratch), BP_OK, "%s", bp_last_error());
+    int oh, ow;
+    bp_qconv_out_hw(p, &oh, &ow);
+    const size_t osz = (size_t)p->n * p->cout * oh * ow * bp_qtype_size(p->out_type);
+    const size_t isz1 = (size_t)p->cin * p->h * p->w, osz1 = osz / (size_t)p->n;
+    uint8_t *o = malloc(osz);
+    bp_qconv_prep *pp = NULL;
+    cr_assert_eq(bp_qconv_prepare(p, panel, &pp), BP_OK, "%s", bp_last_error());
+    cr_assert_eq(bp_qconv_prep_impl(pp), bp_qkern_active());
+    memset(o, 0x5A, osz);
+    cr_assert_eq(bp_qconv_run(pp, p->n, in, bias, qm, o, scratch), BP_OK, "%s", bp_last_error());
+    cr_assert(!memcmp(o, out, osz), "%s: prepared run differs from bp_qconv", bp_qkern_name(bp_qkern_active()));
+    /* the last image alone: one prep serves any batch */
+    memset(o, 0x5A, osz1);
+    cr_assert_eq(bp_qconv_run(pp, 1, in + (size_t)(p->n - 1) * isz1, bias, qm, o, scratch), BP_OK);
+    cr_assert(!memcmp(o, (const uint8_t *)out + (size_t)(p->n - 1) * osz1, osz1),
+              "%s: prepared run at batch 1 differs", bp_qkern_name(bp_qkern_active()));
+    bp_qconv_prep_free(pp);
+    free(o);
+}
+
 static void run_conv_case(int it)
 {
     bp_qconv_params p = {0};
@@ -158,26 +185,24 @@ static void run_conv_case(int it)
          *o_amx = malloc(osz);
 
     bp_qkern_set_impl(BP_QKERN_REF);
-    cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_ref, scratch), BP_OK);
+    conv_both(&p, in, panel, bias, qm, o_ref, scratch);
     bp_qkern_set_impl(BP_QKERN_AVX2);
-    cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_avx, scratch), BP_OK, "%s", bp_last_error());
+    conv_both(&p, in, panel, bias, qm, o_avx, scratch);
     int vnni = bp_qkern_available(BP_QKERN_AVXVNNI);
     bp_qkern_set_impl(BP_QKERN_AVXVNNI);
     if (vnni)
-        cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_vnni, scratch), BP_OK, "%s", bp_last_error());
+        conv_both(&p, in, panel, bias, qm, o_vnni, scratch);
     else
         memcpy(o_vnni, o_avx, osz);
     bp_qkern_set_impl(BP_QKERN_AVX512VNNI);
     if (bp_qkern_available(BP_QKERN_AVX512VNNI))
-        cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_z, scratch), BP_OK, "%s", bp_last_error());
+        conv_both(&p, in, panel, bias, qm, o_z, scratch);
     else
         memcpy(o_z, o_avx, osz);
     bp_qkern_set_impl(BP_QKERN_AMX);
-    if (bp_qkern_available(BP_QKERN_AMX)) {
-        cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_amx, scratch), BP_OK, "%s", bp_last_error());
-        /* again, with the weights cached */
-        cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_amx, scratch), BP_OK);
-    } else
+    if (bp_qkern_available(BP_QKERN_AMX))
+        conv_both(&p, in, panel, bias, qm, o_amx, scratch);
+    else
         memcpy(o_amx, o_avx, osz);
     bp_qkern_set_impl(BP_QKERN_AUTO);
 
@@ -444,10 +469,21 @@ static size_t amx_vs_ref(const bp_qconv_params *p, const uint8_t *in, const uint
     bp_qkern_set_impl(BP_QKERN_AMX);
     memset(o, 0x5A, osz);
     cr_assert_eq(bp_qconv(p, in, panel, bias, qm, o, scratch), BP_OK, "%s", bp_last_error());
-    bp_qkern_set_impl(BP_QKERN_AUTO);
     size_t bad = 0;
     for (size_t i = 0; i < osz; i++)
         bad += o[i] != o_ref[i];
+    /* and prepared once, run twice */
+    bp_qconv_prep *pp = NULL;
+    cr_assert_eq(bp_qconv_prepare(p, panel, &pp), BP_OK, "%s", bp_last_error());
+    bp_qkern_set_impl(BP_QKERN_AUTO);
+    cr_assert_eq(bp_qconv_prep_impl(pp), BP_QKERN_AMX);
+    for (int rep = 0; rep < 2; rep++) {
+        memset(o, 0x5A, osz);
+        cr_assert_eq(bp_qconv_run(pp, p->n, in, bias, qm, o, scratch), BP_OK, "%s", bp_last_error());
+        for (size_t i = 0; i < osz; i++)
+            bad += o[i] != o_ref[i];
+    }
+    bp_qconv_prep_free(pp);
     free(scratch), free(o_ref), free(o);
     return bad;
 }
@@ -513,11 +549,36 @@ Test(qkernels, amx_layouts_exact)
         }
 }
 
-Test(qkernels, amx_weight_cache_sees_rewritten_panel)
+/* One AMX prep run at batch n against the reference kernel's bp_qconv of
+ * the same params; returns the mismatching bytes. */
+static size_t prep_vs_ref(const bp_qconv_prep *pp, bp_qconv_params p, int n, const uint8_t *in,
+                          const uint8_t *panel, const bp_qmul *qm)
 {
-    /* The AMX kernel keeps repacked weights per panel address; rewriting the
-     * panel in place (and reusing it for another shape of the same size)
-     * must never serve the old weights. */
+    p.n = n;
+    int oh, ow;
+    bp_qconv_out_hw(&p, &oh, &ow);
+    size_t osz = (size_t)n * p.cout * oh * ow * bp_qtype_size(p.out_type);
+    void *scratch = aligned_alloc(64, (bp_qconv_buffer_size(&p) + 63) / 64 * 64);
+    uint8_t *o_ref = malloc(osz), *o = malloc(osz);
+    bp_qkern_set_impl(BP_QKERN_REF);
+    cr_assert_eq(bp_qconv(&p, in, panel, NULL, qm, o_ref, scratch), BP_OK);
+    bp_qkern_set_impl(BP_QKERN_AUTO);
+    memset(o, 0x5A, osz);
+    cr_assert_eq(bp_qconv_run(pp, n, in, NULL, qm, o, scratch), BP_OK, "%s", bp_last_error());
+    size_t bad = 0;
+    for (size_t i = 0; i < osz; i++)
+        bad += o[i] != o_ref[i];
+    free(scratch), free(o_ref), free(o);
+    return bad;
+}
+
+Test(qkernels, amx_preps_exact_across_runs_and_batches)
+{
+    /* Preps hold the weights in tile layout and the geometry tables: each
+     * must give the reference result on every run and at every batch size,
+     * and preps of different panels (and of one panel seen as two shapes)
+     * live side by side. Then strided convs on inputs of three sizes, one
+     * prep each, interleaved. */
     if (!bp_qkern_available(BP_QKERN_AMX))
         return;
     bp_qconv_params p = {.n = 1, .cin = 16, .h = 9, .w = 9, .cout = 32, .kh = 3, .kw = 3, .stride_h = 1,
@@ -525,32 +586,63 @@ Test(qkernels, amx_weight_cache_sees_rewritten_panel)
                          .group = 1, .wbits = 8, .in_type = BP_QT_U8, .out_type = BP_QT_S32,
                          .out_min = INT32_MIN, .out_max = INT32_MAX};
     const int k = 16 * 9;
-    uint8_t in[144 * 81]; /* enough for the 144-channel view */
+    static uint8_t in[4 * 144 * 81]; /* 4 images, enough for the 144-channel view */
     for (size_t i = 0; i < sizeof in; i++)
         in[i] = (uint8_t)xr();
     bp_qmul qm[32];
     for (int c = 0; c < 32; c++)
         qm[c] = (bp_qmul){0, 0};
     int8_t w[32 * 16 * 9];
-    uint8_t *panel = malloc(bp_qweights_size(1, 32, k, 8));
-    for (int round = 0; round < 4; round++) {
+    const size_t pbytes = bp_qweights_size(1, 32, k, 8);
+    uint8_t *panel[3];
+    bp_qconv_params pv[3];
+    bp_qconv_prep *pp[3];
+    bp_qkern_set_impl(BP_QKERN_AMX);
+    for (int j = 0; j < 3; j++) {
         for (size_t i = 0; i < sizeof w; i++)
             w[i] = (int8_t)rnd(-128, 127);
-        if (round == 3) { /* the same bytes seen as 144 channels of 1x1 */
-            p.cin = 144, p.kh = p.kw = 1, p.pad_t = p.pad_l = p.pad_b = p.pad_r = 0;
+        panel[j] = malloc(pbytes);
+        cr_assert_eq(bp_qweights_pack(w, 1, 32, k, 8, panel[j]), BP_OK);
+        pv[j] = p;
+        if (j == 2) { /* the same bytes seen as 144 channels of 1x1 */
+            pv[j].cin = 144, pv[j].kh = pv[j].kw = 1, pv[j].pad_t = pv[j].pad_l = pv[j].pad_b = pv[j].pad_r = 0;
         }
-        cr_assert_eq(bp_qweights_pack(w, 1, 32, k, 8, panel), BP_OK);
-        cr_assert_eq(amx_vs_ref(&p, in, panel, NULL, qm), 0, "round %d", round);
-        cr_assert_eq(amx_vs_ref(&p, in, panel, NULL, qm), 0, "round %d, cached", round);
+        cr_assert_eq(bp_qconv_prepare(&pv[j], panel[j], &pp[j]), BP_OK, "%s", bp_last_error());
     }
-    /* one panel, strided convs on inputs of three sizes: the stride tables
-     * kept with the weights follow the geometry */
-    p.cin = 16, p.kh = p.kw = 3, p.stride_h = p.stride_w = 2, p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
-    cr_assert_eq(bp_qweights_pack(w, 1, 32, k, 8, panel), BP_OK);
-    const int hw[][2] = {{9, 9}, {8, 5}, {9, 9}, {6, 7}};
-    for (int i = 0; i < 4; i++) {
-        p.h = hw[i][0], p.w = hw[i][1];
-        cr_assert_eq(amx_vs_ref(&p, in, panel, NULL, qm), 0, "strided %dx%d", p.h, p.w);
+    bp_qkern_set_impl(BP_QKERN_AUTO);
+    const int batch[] = {1, 3, 4, 1, 2};
+    for (int r = 0; r < 5; r++)
+        for (int j = 0; j < 3; j++)
+            cr_assert_eq(prep_vs_ref(pp[j], pv[j], batch[r], in, panel[j], qm), 0, "prep %d, run %d at batch %d", j,
+                         r, batch[r]);
+    for (int j = 0; j < 3; j++)
+        bp_qconv_prep_free(pp[j]);
+    /* one panel, strided convs on inputs of three sizes, each prepared */
+    p.stride_h = p.stride_w = 2;
+    const int hw[][2] = {{9, 9}, {8, 5}, {6, 7}};
+    bp_qkern_set_impl(BP_QKERN_AMX);
+    for (int i = 0; i < 3; i++) {
+        pv[i] = p;
+        pv[i].h = hw[i][0], pv[i].w = hw[i][1];
+        cr_assert_eq(bp_qconv_prepare(&pv[i], panel[0], &pp[i]), BP_OK, "%s", bp_last_error());
     }
-    free(panel);
+    bp_qkern_set_impl(BP_QKERN_AUTO);
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(prep_vs_ref(pp[i], pv[i], batch[r], in, panel[0], qm), 0, "strided %dx%d batch %d",
+                         pv[i].h, pv[i].w, batch[r]);
+    for (int i = 0; i < 3; i++)
+        bp_qconv_prep_free(pp[i]), free(panel[i]);
+}
+
+Test(qkernels, prepare_rejects_bad_params)
+{
+    bp_qconv_params p = {.n = 1, .cin = 6, .h = 5, .w = 5, .cout = 4, .kh = 3, .kw = 3, .stride_h = 1,
+                         .stride_w = 1, .dil_h = 1, .dil_w = 1, .group = 4, .wbits = 8, .in_type = BP_QT_U8,
+                         .out_type = BP_QT_U8, .out_min = 0, .out_max = 255};
+    uint8_t panel[64] = {0};
+    bp_qconv_prep *pp = (bp_qconv_prep *)panel; /* must be overwritten with NULL */
+    cr_assert_eq(bp_qconv_prepare(&p, panel, &pp), BP_ERR_ARG); /* group 4 does not divide cin 6 */
+    cr_assert_null(pp);
+    bp_qconv_prep_free(NULL);
 }
