@@ -13,7 +13,10 @@
  * bitplan's int8 kernel is faster. bitplan's int8 kernel is timed as the
  * implementation it picks at run time (bp-int8: AMX where the CPU and OS
  * allow it, else AVX-512 VNNI, AVX-VNNI or AVX2; the ratios use this one) and
- * as the AVX2 kernel (bp-i8avx2, vpmaddwd + vpaddd).
+ * as the AVX2 kernel (bp-i8avx2, vpmaddwd + vpaddd). Each bitplan conv is
+ * prepared once per shape, outside the timed loop (bp_qconv_prepare: AMX
+ * repacks the weights into tile layout there), as oneDNN creates its
+ * primitive and reorders the weights once; the timed call is bp_qconv_run.
  *
  *   build/bench/int_conv                  oneDNN at its best ISA on this CPU
  *   ONEDNN_MAX_CPU_ISA=AVX2 build/bench/int_conv   oneDNN limited to AVX2
@@ -149,6 +152,7 @@ typedef struct {
     int32_t *bias;
     bp_qmul *qm;
     void *scratch;
+    bp_qconv_prep *prep, *prep_avx2; /* the active implementation; AVX2 (or NULL) */
 } bp_conv;
 
 static void bpq_make(const shape *s, int n, int wbits, bp_conv *c)
@@ -182,18 +186,33 @@ static void bpq_make(const shape *s, int n, int wbits, bp_conv *c)
     for (int i = 0; i < s->cout; i++)
         c->qm[i] = (bp_qmul){(1 << 30) + i * 1000, -8};
     c->scratch = aligned_alloc(64, (bp_qconv_buffer_size(p) + 63) / 64 * 64);
+    if (bp_qconv_prepare(p, c->panel, &c->prep)) {
+        fprintf(stderr, "int_conv: %s\n", bp_last_error());
+        exit(1);
+    }
+    if (bp_qkern_available(BP_QKERN_AVX2)) {
+        bp_qkern_set_impl(BP_QKERN_AVX2);
+        bp_status st = bp_qconv_prepare(p, c->panel, &c->prep_avx2);
+        bp_qkern_set_impl(BP_QKERN_AUTO);
+        if (st) {
+            fprintf(stderr, "int_conv: %s\n", bp_last_error());
+            exit(1);
+        }
+    }
 }
 
-static void bpq_run(bp_conv *c)
+static void bpq_run(bp_conv *c, int avx2)
 {
-    if (bp_qconv(&c->p, c->in, c->panel, c->bias, c->qm, c->out, c->scratch)) {
-        fprintf(stderr, "int_conv: %s\n", bp_last_error());
+    const bp_qconv_prep *pp = avx2 ? c->prep_avx2 : c->prep;
+    if (!pp || bp_qconv_run(pp, c->p.n, c->in, c->bias, c->qm, c->out, c->scratch)) {
+        fprintf(stderr, "int_conv: %s\n", pp ? bp_last_error() : "no AVX2 on this CPU");
         exit(1);
     }
 }
 
 static void bpq_free(bp_conv *c)
 {
+    bp_qconv_prep_free(c->prep), bp_qconv_prep_free(c->prep_avx2);
     free(c->in), free(c->out), free(c->panel), free(c->bias), free(c->qm), free(c->scratch);
 }
 
@@ -268,13 +287,9 @@ typedef struct {
 static void run_impl(all_impl *a, int which)
 {
     switch (which) {
-    case IMPL_BP8: bpq_run(&a->q8); break;
-    case IMPL_BP8_AVX2:
-        bp_qkern_set_impl(BP_QKERN_AVX2);
-        bpq_run(&a->q8);
-        bp_qkern_set_impl(BP_QKERN_AUTO);
-        break;
-    case IMPL_BP4: bpq_run(&a->q4); break;
+    case IMPL_BP8: bpq_run(&a->q8, 0); break;
+    case IMPL_BP8_AVX2: bpq_run(&a->q8, 1); break;
+    case IMPL_BP4: bpq_run(&a->q4, 0); break;
     case IMPL_DNN: dnn_run(&a->d); break;
     default: bpf_run(&a->f); break;
     }
