@@ -287,8 +287,8 @@ bp_qkern_impl bp_qconv_prep_impl(const bp_qconv_prep *pp) { return pp->impl; }
 bp_status bp_qconv_run(const bp_qconv_prep *pp, int n, const void *in, const int32_t *bias,
                        const bp_qmul *qm, void *out, void *scratch)
 {
-    if (n < 1)
-        return bp_error(BP_ERR_ARG, "qconv_run: batch %d", n);
+    if (!pp || n < 1)
+        return bp_error(BP_ERR_ARG, pp ? "qconv_run: batch %d" : "qconv_run: no prep", n);
     bp_qconv_params p = pp->p;
     p.n = n;
     conv_dispatch(pp->impl, pp->amx, &p, in, pp->wpanel, bias, qm, out, scratch);

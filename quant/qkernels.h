@@ -130,7 +130,7 @@ void bp_qconv_prep_free(bp_qconv_prep *prep);
  * (n, cout, oh, ow), bias, qm and scratch as bp_qconv (scratch:
  * bp_qconv_buffer_size of the prepared params). prep is only read:
  * threads may share it, each with its own scratch and out. BP_ERR_ARG if
- * n < 1. */
+ * prep is NULL or n < 1. */
 bp_status bp_qconv_run(const bp_qconv_prep *prep, int n, const void *in, const int32_t *bias,
                        const bp_qmul *qm, void *out, void *scratch);
 
