@@ -167,6 +167,21 @@ int bp_graph_add_param(bp_graph *g, const char *name, int ndim, const int64_t *d
     return id;
 }
 
+int bp_graph_copy_param(const bp_graph *from, bp_graph *g, int v, int *map)
+{
+    if (map[v] >= 0)
+        return map[v];
+    const bp_value *val = &from->values[v];
+    int id = bp_graph_add_param(g, val->name, val->ndim, val->dims, NULL);
+    if (id < 0)
+        return -1;
+    memcpy(g->params + g->values[id].offset, from->params + val->offset,
+           val->numel * sizeof *g->params);
+    g->values[id].trainable = val->trainable;
+    map[v] = id;
+    return id;
+}
+
 /* ---- shape inference ----------------------------------------------------- */
 
 /* Spatial output size of a window of k (dilated) over n with pads and stride.

@@ -113,6 +113,11 @@ void bp_graph_free(bp_graph *g);
 int bp_graph_add_input(bp_graph *g, const char *name, int ndim, const int64_t *dims);
 int bp_graph_add_param(bp_graph *g, const char *name, int ndim, const int64_t *dims,
                        const float *init);
+/* Copies PARAM value v of `from` into g bit for bit in either precision
+ * (add_param's float init would round doubles), with its trainable flag,
+ * once: map[v] caches the new id (-1 = not copied yet). Returns the id in g,
+ * or -1 as bp_graph_add_param. Used by graph rewrites that build a copy. */
+int bp_graph_copy_param(const bp_graph *from, bp_graph *g, int v, int *map);
 
 /* Adds a node reading values `in` (nin of them) and writing a new ACT value
  * named out_name, whose shape is inferred from the inputs now. Returns the

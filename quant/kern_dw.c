@@ -22,7 +22,7 @@
  * (3x3: 3 quads, 5x5: 10). A 64-byte load at q0 + r + off holds in dword j
  * the quad of output q0 + 4j + r, so 4 loads and 4 vpdpbusd with the
  * broadcast weight quad add a quad to 64 consecutive outputs; at stride 2
- * the loads at 2·q0 + off + {0, 2, 64, 66} do the same (dwz_plane2).
+ * the loads at 2·q0 + off + {0, 2, 64, 66} do the same (dwz_plane).
  *
  * Signed inputs are shifted to uint8 (x ^ 0x80 = x + 128, padding 0x80) and
  * the bias corrected by −128·Σw (as in the VNNI convs of kern_avx2.c); the
@@ -564,41 +564,52 @@ __attribute__((always_inline)) DWZ static inline __m512i dwz_pack8(__m512i a0, _
     return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), x);
 }
 
-/* One channel plane: 64 outputs per block, 4 accumulators (outputs 4j + r),
- * nops quads each. Inlined with nops and mode constant for the common cases. */
-__attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g, int nops, int mode,
-                                                              const uint8_t *planes, const int32_t *wc,
-                                                              int32_t b, const dwz_req *rq, bp_qtype type,
+/* One channel plane: 64 outputs per block, 4 accumulators, nops quads each.
+ * Stride 1 (stride2 = 0): a_r holds outputs 4j + r, loads at q0 + off + r.
+ * Stride 2 without column phases (stride2 = 1): output q reads its quads at
+ * byte 2q + off of the row-phase planes, so dword j of a load at
+ * 2·q0 + off + 2h holds the quad of output q0 + 2j + h: loads at
+ * {0, 2, 64, 66} give the two 32-output halves (a0/a1, a2/a3), where column
+ * phases would need twice the quads. Inlined with nops, mode and stride2
+ * constant for the common cases. */
+__attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g, int stride2, int nops,
+                                                              int mode, const uint8_t *planes,
+                                                              const int32_t *wc, int32_t b,
+                                                              const dwz_req *rq, bp_qtype type,
                                                               int clamp, uint8_t *flat)
 {
     const __m512i vb = _mm512_set1_epi32(b);
+    /* byte offsets of the 4 loads, and where lane 0 of a_r lands in the block */
+    const int l1 = stride2 ? 2 : 1, l2 = stride2 ? 64 : 2, l3 = stride2 ? 66 : 3;
+    const int f2 = stride2 ? 32 : 2, f3 = stride2 ? 33 : 3, lanes = stride2 ? 2 : 4;
     for (int blk = 0; blk < g->nb; blk++) {
-        const uint8_t *s = planes + (size_t)blk * 64;
+        const uint8_t *s = planes + (size_t)blk * (stride2 ? 128 : 64);
         __m512i a0 = vb, a1 = vb, a2 = vb, a3 = vb;
 #pragma GCC unroll 8
         for (int o = 0; o < nops; o++) {
             const uint8_t *t = s + g->off[o];
             const __m512i w = _mm512_set1_epi32(wc[(size_t)o * g->cs]);
             a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512((const void *)t), w);
-            a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512((const void *)(t + 1)), w);
-            a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512((const void *)(t + 2)), w);
-            a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512((const void *)(t + 3)), w);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512((const void *)(t + l1)), w);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512((const void *)(t + l2)), w);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512((const void *)(t + l3)), w);
         }
         a0 = dwz_finish(a0, rq, mode, clamp);
         a1 = dwz_finish(a1, rq, mode, clamp);
         a2 = dwz_finish(a2, rq, mode, clamp);
         a3 = dwz_finish(a3, rq, mode, clamp);
         if (type == BP_QT_S32) {
-            /* output 4j + r of the block from lane j of a_r */
+            /* lane j of a_r to its output position in the block */
             int32_t *f = (int32_t *)flat + (size_t)blk * 64;
-            const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60);
+            const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                                     11, 12, 13, 14, 15),
+                                                   _mm512_set1_epi32(lanes));
             _mm512_i32scatter_epi32(f, idx, a0, 4);
             _mm512_i32scatter_epi32(f + 1, idx, a1, 4);
-            _mm512_i32scatter_epi32(f + 2, idx, a2, 4);
-            _mm512_i32scatter_epi32(f + 3, idx, a3, 4);
-        } else
-        {
-            const __m512i v = dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, 0);
+            _mm512_i32scatter_epi32(f + f2, idx, a2, 4);
+            _mm512_i32scatter_epi32(f + f3, idx, a3, 4);
+        } else {
+            const __m512i v = dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, stride2);
             if (rq->dout)
                 _mm512_mask_storeu_epi8(rq->dout, rq->dmask,
                                         _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)rq->didx), v));
@@ -608,63 +619,18 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
     }
 }
 
-/* Stride 2 without column phases: output q reads its quads at byte 2q + off
- * of the row-phase planes, so dword j of a load at 2·q0 + off + 2h holds the
- * quad of output q0 + 2j + h: 4 loads per quad give 64 outputs (2 halves of
- * 32), as at stride 1, where column phases would need twice the quads. */
-__attribute__((always_inline)) DWZ static inline void dwz_plane2(const dwz_geo *g, int nops, int mode,
-                                                               const uint8_t *planes, const int32_t *wc,
-                                                               int32_t b, const dwz_req *rq, bp_qtype type,
-                                                               int clamp, uint8_t *flat)
-{
-    const __m512i vb = _mm512_set1_epi32(b);
-    for (int blk = 0; blk < g->nb; blk++) {
-        const uint8_t *s = planes + (size_t)blk * 128;
-        __m512i a0 = vb, a1 = vb, a2 = vb, a3 = vb;
-#pragma GCC unroll 8
-        for (int o = 0; o < nops; o++) {
-            const uint8_t *t = s + g->off[o];
-            const __m512i w = _mm512_set1_epi32(wc[(size_t)o * g->cs]);
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512((const void *)t), w);
-            a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512((const void *)(t + 2)), w);
-            a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512((const void *)(t + 64)), w);
-            a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512((const void *)(t + 66)), w);
-        }
-        a0 = dwz_finish(a0, rq, mode, clamp);
-        a1 = dwz_finish(a1, rq, mode, clamp);
-        a2 = dwz_finish(a2, rq, mode, clamp);
-        a3 = dwz_finish(a3, rq, mode, clamp);
-        if (type == BP_QT_S32) {
-            int32_t *f = (int32_t *)flat + (size_t)blk * 64;
-            const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            _mm512_i32scatter_epi32(f, idx, a0, 4);
-            _mm512_i32scatter_epi32(f + 1, idx, a1, 4);
-            _mm512_i32scatter_epi32(f + 32, idx, a2, 4);
-            _mm512_i32scatter_epi32(f + 33, idx, a3, 4);
-        } else
-        {
-            const __m512i v = dwz_pack8(a0, a1, a2, a3, type == BP_QT_U8, 1);
-            if (rq->dout)
-                _mm512_mask_storeu_epi8(rq->dout, rq->dmask,
-                                        _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)rq->didx), v));
-            else
-                _mm512_storeu_si512((void *)(flat + (size_t)blk * 64), v);
-        }
-    }
-}
-
-#define DWZ_MODES(PLANE, NOPS)                                                     \
-    do {                                                                           \
-        if (mode == 0 && !clamp)                                                   \
-            PLANE(g, NOPS, 0, pl, wc, beff[c], &rq, type, 0, fl);                  \
-        else if (mode == 0)                                                        \
-            PLANE(g, NOPS, 0, pl, wc, beff[c], &rq, type, 1, fl);                  \
-        else if (mode == 1)                                                        \
-            PLANE(g, NOPS, 1, pl, wc, beff[c], &rq, type, 1, fl);                  \
-        else if (mode == 3)                                                        \
-            PLANE(g, NOPS, 3, pl, wc, beff[c], &rq, type, 1, fl);                  \
-        else                                                                       \
-            PLANE(g, NOPS, 2, pl, wc, beff[c], &rq, type, 1, fl);                  \
+#define DWZ_MODES(PLANE, S2, NOPS)                                                    \
+    do {                                                                              \
+        if (mode == 0 && !clamp)                                                      \
+            PLANE(g, S2, NOPS, 0, pl, wc, beff[c], &rq, type, 0, fl);                 \
+        else if (mode == 0)                                                           \
+            PLANE(g, S2, NOPS, 0, pl, wc, beff[c], &rq, type, 1, fl);                 \
+        else if (mode == 1)                                                           \
+            PLANE(g, S2, NOPS, 1, pl, wc, beff[c], &rq, type, 1, fl);                 \
+        else if (mode == 3)                                                           \
+            PLANE(g, S2, NOPS, 3, pl, wc, beff[c], &rq, type, 1, fl);                 \
+        else                                                                          \
+            PLANE(g, S2, NOPS, 2, pl, wc, beff[c], &rq, type, 1, fl);                 \
     } while (0)
 
 /* Planes go in chunks of cb: fill the chunk's phase planes, compute them all,
@@ -713,13 +679,13 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
             const int32_t *wc = wd + c;
             if (g->cm == 2) {
                 if (nops == 3)
-                    DWZ_MODES(dwz_plane2, 3);
+                    DWZ_MODES(dwz_plane, 1, 3);
                 else
-                    DWZ_MODES(dwz_plane2, nops);
+                    DWZ_MODES(dwz_plane, 1, nops);
             } else if (nops == 3)
-                DWZ_MODES(dwz_plane, 3);
+                DWZ_MODES(dwz_plane, 0, 3);
             else
-                DWZ_MODES(dwz_plane, nops);
+                DWZ_MODES(dwz_plane, 0, nops);
         }
         /* the flat rows (pitch wq) into the output planes (pitch ow) */
         for (int i = 0; i < nc; i++) {

@@ -31,22 +31,6 @@ bp_act_opts bp_act_opts_default(void)
 
 /* ---- the graph with private layer inputs ---------------------------------- */
 
-static int copy_param(const bp_graph *g, bp_graph *ng, int v, int *map)
-{
-    if (map[v] >= 0)
-        return map[v];
-    const bp_value *val = &g->values[v];
-    int id = bp_graph_add_param(ng, val->name, val->ndim, val->dims, NULL);
-    if (id < 0)
-        return -1;
-    /* exact copy in either precision (the float init of add_param would round doubles) */
-    memcpy(ng->params + ng->values[id].offset, g->params + val->offset,
-           val->numel * sizeof *ng->params);
-    ng->values[id].trainable = val->trainable;
-    map[v] = id;
-    return id;
-}
-
 bp_status bp_act_graph(const bp_graph *g, bp_graph **out, int **act_value, int *nlayers)
 {
     *out = NULL;
@@ -93,7 +77,7 @@ bp_status bp_act_graph(const bp_graph *g, bp_graph **out, int **act_value, int *
         int ins[BP_MAX_IN];
         for (int j = 0; j < nd->nin; j++) {
             int v = nd->in[j];
-            ins[j] = g->values[v].kind == BP_VAL_PARAM ? copy_param(g, ng, v, map) : map[v];
+            ins[j] = g->values[v].kind == BP_VAL_PARAM ? bp_graph_copy_param(g, ng, v, map) : map[v];
             if (ins[j] < 0) {
                 st = bp_error_wrap(BP_ERR_FORMAT, "activation graph: node '%s'", nd->name);
                 goto fail;

@@ -16,22 +16,6 @@ void bp_bn_fold_scale_free(double **scale, int nnodes)
     free(scale);
 }
 
-/* Copies PARAM value v of g into ng bit for bit (once; map caches the id). */
-static int copy_param(const bp_graph *g, bp_graph *ng, int v, int *map)
-{
-    if (map[v] >= 0)
-        return map[v];
-    const bp_value *val = &g->values[v];
-    int id = bp_graph_add_param(ng, val->name, val->ndim, val->dims, NULL);
-    if (id < 0)
-        return -1;
-    memcpy(ng->params + ng->values[id].offset, g->params + val->offset,
-           val->numel * sizeof *ng->params);
-    ng->values[id].trainable = val->trainable;
-    map[v] = id;
-    return id;
-}
-
 /* The BN node that conv node i can be folded into, or -1. */
 static int foldable(const bp_graph *g, int i, const int *uses)
 {
@@ -114,7 +98,7 @@ bp_status bp_bn_fold(const bp_graph *g, bp_graph **out, double ***scale_out, int
             int v = nd->in[j];
             if (bn >= 0 && j >= 1)
                 break; /* the folded weight and bias come below */
-            ins[j] = g->values[v].kind == BP_VAL_PARAM ? copy_param(g, ng, v, map) : map[v];
+            ins[j] = g->values[v].kind == BP_VAL_PARAM ? bp_graph_copy_param(g, ng, v, map) : map[v];
             if (ins[j] < 0) {
                 st = bp_error_wrap(BP_ERR_FORMAT, "bn fold: node '%s'", nd->name);
                 goto done;

@@ -497,7 +497,7 @@ Test(qkernels, amx_layouts_exact)
      * alignment, K chunks, odd row blocks, large strides and dilations,
      * every output type. */
     if (!bp_qkern_available(BP_QKERN_AMX))
-        return; /* the CPU or OS has no AMX: nothing to compare */
+        cr_skip_test("the CPU or OS has no AMX: nothing to compare");
     const int sh[][16] = {
         /* cin cout h  w  kh kw sh sw pt pl pb pr dh dw g  n */
         {64, 40, 30, 30, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3},  /* kx replicas, one image per pass */
@@ -580,7 +580,7 @@ Test(qkernels, amx_preps_exact_across_runs_and_batches)
      * live side by side. Then strided convs on inputs of three sizes, one
      * prep each, interleaved. */
     if (!bp_qkern_available(BP_QKERN_AMX))
-        return;
+        cr_skip_test("the CPU or OS has no AMX");
     bp_qconv_params p = {.n = 1, .cin = 16, .h = 9, .w = 9, .cout = 32, .kh = 3, .kw = 3, .stride_h = 1,
                          .stride_w = 1, .pad_t = 1, .pad_l = 1, .pad_b = 1, .pad_r = 1, .dil_h = 1, .dil_w = 1,
                          .group = 1, .wbits = 8, .in_type = BP_QT_U8, .out_type = BP_QT_S32,
