@@ -276,8 +276,8 @@ size_t bp_qk_amx_scratch(const bp_qconv_params *p)
     /* T, and QB (the slots' quads before replication) of the same size */
     size_t q = ((size_t)gm.nrp * lq + q_slack(&gm)) * 4, t = 2 * 4 * tch_of(&gm, gm.nbmax);
     size_t rows = (size_t)gm.nmb * 16;
-    return 64 + (q + 63) / 64 * 64 + t + (pp_bytes(&gm) + 63) / 64 * 64 + 8 * 1024 + rows * 64 + rows * 40 +
-           64; /* 40: sizeof(rowpar) */
+    return 64 + (q + 63) / 64 * 64 + t + (pp_bytes(&gm) + 63) / 64 * 64 + 8 * 1024 + rows * 64 + rows * 48 +
+           64; /* 48: sizeof(rowpar) */
 }
 
 /* ---- prepared weights -------------------------------------------------------- */
@@ -758,21 +758,31 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
  * (m = 0) is the same with x·2^30 in place of P: (x·2^30 + 2^(29+e) −
  * [x < 0]·2^30) >> (30 + e). The [x < 0] term only moves results that are
  * <= 0 either way, so it is skipped when the clamp's minimum is >= 0. Left
- * shifts take bp_requant. */
+ * shifts take bp_requant.
+ *
+ * A shift s >= 32 is done as floor(floor(Y/2^32)/2^(s−32)) (nested floors
+ * of integer divisions are exact): the high dwords of the 64-bit sums are
+ * picked by a shuffle and a blend, and one 32-bit shift of all 16 lanes
+ * replaces two 64-bit shifts and a move; the 512-bit shifts and multiplies
+ * share one port, the shuffles and blends do not. Rows with s = 31 keep the
+ * 64-bit shift. */
+enum { RQ_SCALAR, RQ_SHIFT64, RQ_HIGH32 };
+
 typedef struct {
     int32_t m;   /* multiplier for vpmuldq */
-    int32_t vec; /* 0: bp_requant */
+    int32_t vec; /* RQ_*: bp_requant, 64-bit shift by s, high dword then s − 32 */
     int64_t k, d, s;
+    int64_t kb;   /* k + bias·m: the bias folded into the rounding constant */
     int32_t bias; /* added in the epilogue when the C tiles start from zero */
     int32_t pad_;
 } rowpar;
-_Static_assert(sizeof(rowpar) == 40, "bp_qk_amx_scratch counts 40 bytes per row");
+_Static_assert(sizeof(rowpar) == 48, "bp_qk_amx_scratch counts 48 bytes per row");
 
-static rowpar row_of(bp_qmul q)
+static rowpar row_of(bp_qmul q, int32_t bias)
 {
-    rowpar r = {0, 1, 0, 0, 31, 0, 0};
+    rowpar r = {0, RQ_HIGH32, 0, 0, 32, 0, bias, 0};
     if (q.shift > 0 || (q.mult != 0 && q.shift < -31)) {
-        r.vec = 0;
+        r.vec = RQ_SCALAR;
         return r;
     }
     if (q.mult == 0 && q.shift < -31)
@@ -782,7 +792,73 @@ static rowpar row_of(bp_qmul q)
     r.k = (q.mult ? (int64_t)1 << 30 : 0) + (e ? (int64_t)1 << (base - 1 + e) : 0);
     r.d = e ? (int64_t)1 << base : 0;
     r.s = base + e;
+    r.vec = r.s >= 32 ? RQ_HIGH32 : RQ_SHIFT64;
+    /* |bias·m| < 2^62: the sum stays exact in int64 as long as the caller's
+     * accumulator + bias fits int32 (qkernels.h) */
+    r.kb = r.k + (int64_t)bias * r.m;
     return r;
+}
+
+/* A row's constants, broadcast once for all its tiles. fold: the bias is
+ * in kb (only without the [x < 0] term, whose sign test sees x·m alone). */
+typedef struct {
+    __m512i vm, vk, vd, vs;
+    int vec;
+    int32_t badd; /* bp_requant rows: the folded bias, added back */
+} rqc;
+
+AMX static inline rqc rq_consts(const rowpar *rp, int fold)
+{
+    rqc c;
+    c.vec = rp->vec;
+    c.badd = fold ? rp->bias : 0;
+    c.vm = _mm512_set1_epi32(rp->m);
+    c.vk = _mm512_set1_epi64(fold ? rp->kb : rp->k);
+    c.vd = _mm512_set1_epi64(rp->d); /* dead (and dropped) unless the [x < 0] term is needed */
+    c.vs = c.vec == RQ_HIGH32 ? _mm512_set1_epi32((int32_t)(rp->s - 32)) : _mm512_set1_epi64(rp->s);
+    return c;
+}
+
+/* The rows bp_requant takes (left shifts, tiny multipliers): out of line,
+ * so that the vector loops keep their registers. */
+__attribute__((noinline)) static void rq_scalar(int32_t *res, int32_t badd, const bp_qmul *qm)
+{
+    for (int j = 0; j < 16; j++)
+        res[j] = bp_requant(res[j] + badd, *qm);
+}
+
+/* 16 int32 (accumulators, with the bias unless folded) requantized, not
+ * clamped; vec is a constant at each call (rq_apply below). */
+AMX static inline __attribute__((always_inline)) __m512i rq_vec(__m512i x, const rqc *c, const bp_qmul *qm,
+                                                                int neg, int vec)
+{
+    if (vec == RQ_SCALAR) {
+        int32_t res[16];
+        _mm512_storeu_si512((void *)res, x);
+        rq_scalar(res, c->badd, qm);
+        return _mm512_loadu_si512((const void *)res);
+    }
+    const __m512i pe = _mm512_mul_epi32(x, c->vm);
+    const __m512i po = _mm512_mul_epi32(_mm512_shuffle_epi32(x, (_MM_PERM_ENUM)0xF5), c->vm);
+    __m512i ye = _mm512_add_epi64(pe, c->vk), yo = _mm512_add_epi64(po, c->vk);
+    if (neg) {
+        const __m512i z = _mm512_setzero_si512();
+        ye = _mm512_mask_sub_epi64(ye, _mm512_cmplt_epi64_mask(pe, z), ye, c->vd);
+        yo = _mm512_mask_sub_epi64(yo, _mm512_cmplt_epi64_mask(po, z), yo, c->vd);
+    }
+    if (vec == RQ_HIGH32)
+        return _mm512_srav_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_shuffle_epi32(ye, (_MM_PERM_ENUM)0xF5), yo),
+                                 c->vs);
+    ye = _mm512_srav_epi64(ye, c->vs);
+    yo = _mm512_srav_epi64(yo, c->vs);
+    return _mm512_mask_blend_epi32(0xAAAA, ye, _mm512_slli_epi64(yo, 32));
+}
+
+AMX static inline __attribute__((always_inline)) __m512i rq_apply(__m512i x, const rqc *c, const bp_qmul *qm, int neg)
+{
+    if (__builtin_expect(c->vec == RQ_HIGH32, 1))
+        return rq_vec(x, c, qm, neg, RQ_HIGH32);
+    return c->vec == RQ_SHIFT64 ? rq_vec(x, c, qm, neg, RQ_SHIFT64) : rq_vec(x, c, qm, neg, RQ_SCALAR);
 }
 
 typedef struct {
@@ -860,55 +936,61 @@ static int segments(const flatmap *fm, fcursor *c, seg *sg)
     return ns;
 }
 
-/* One C row (16 int32, accumulator + bias) requantized and clamped to
- * [lo, hi]; hi is skipped for u8 outputs whose store saturates at 255. */
-AMX static inline __m512i requant_row(const int32_t *c, const rowpar *rp, const bp_qmul *qm, int neg,
-                                      __m512i vlo, __m512i vhi, int need_hi, int add_bias)
+/* Rows outside, tiles inside: a run of lanes lo .. lo+n−1 is one masked
+ * store at the run's address minus lo (masked-off lanes are not written),
+ * so no compress; a tile that is one whole run is the same store with
+ * every lane. off[t][k]: run k of tile t's address for row 0 minus lo;
+ * rows are rstep bytes apart. Constant type, neg, addb and need_hi at each
+ * call give loops without those branches. */
+AMX static inline __attribute__((always_inline)) void
+store_runs(const int32_t *c, int nt, int rend, const rowpar *rp0, const bp_qmul *qm0, int fold,
+           uintptr_t (*off)[16], __mmask16 (*sm)[16], const int *ns, size_t rstep, bp_qtype type, int neg,
+           int addb, int need_hi, __m512i vlo, __m512i vhi)
 {
-    __m512i x = _mm512_loadu_si512((const void *)c);
-    if (add_bias)
-        x = _mm512_add_epi32(x, _mm512_set1_epi32(rp->bias));
-    if (rp->vec) {
-        const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k), vs = _mm512_set1_epi64(rp->s);
-        const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
-        __m512i ye = _mm512_add_epi64(pe, vk), yo = _mm512_add_epi64(po, vk);
-        if (neg) {
-            const __m512i z = _mm512_setzero_si512(), vd = _mm512_set1_epi64(rp->d);
-            ye = _mm512_mask_sub_epi64(ye, _mm512_cmplt_epi64_mask(pe, z), ye, vd);
-            yo = _mm512_mask_sub_epi64(yo, _mm512_cmplt_epi64_mask(po, z), yo, vd);
+    for (int i = 0; i < rend; i++) {
+        const rqc q = rq_consts(rp0 + i, fold);
+        const __m512i vb = addb ? _mm512_set1_epi32(rp0[i].bias) : _mm512_setzero_si512();
+        const uintptr_t ro = (uintptr_t)i * rstep;
+        for (int t = 0; t < nt; t++) {
+            if (!ns[t])
+                continue;
+            __m512i x = _mm512_loadu_si512((const void *)(c + 256 * t + 16 * i));
+            if (addb)
+                x = _mm512_add_epi32(x, vb);
+            x = _mm512_max_epi32(rq_apply(x, &q, qm0 + i, neg), vlo);
+            if (need_hi)
+                x = _mm512_min_epi32(x, vhi);
+            if (type == BP_QT_S32) {
+                for (int k = 0; k < ns[t]; k++)
+                    _mm512_mask_storeu_epi32((void *)(off[t][k] + ro), sm[t][k], x);
+                continue;
+            }
+            /* clamped to the type's range: the saturating conversions are exact */
+            const __m128i v = type == BP_QT_U8 ? _mm512_cvtusepi32_epi8(x) : _mm512_cvtsepi32_epi8(x);
+            for (int k = 0; k < ns[t]; k++)
+                _mm_mask_storeu_epi8((void *)(off[t][k] + ro), sm[t][k], v);
         }
-        ye = _mm512_srav_epi64(ye, vs);
-        yo = _mm512_srav_epi64(yo, vs);
-        x = _mm512_mask_blend_epi32(0xAAAA, ye, _mm512_slli_epi64(yo, 32));
-    } else {
-        int32_t res[16];
-        _mm512_storeu_si512((void *)res, x);
-        for (int j = 0; j < 16; j++)
-            res[j] = bp_requant(res[j], *qm);
-        x = _mm512_loadu_si512((const void *)res);
     }
-    x = _mm512_max_epi32(x, vlo);
-    return need_hi ? _mm512_min_epi32(x, vhi) : x;
 }
 
 /* Rows r0 .. r0+15 (those < cog) of nt stored C tiles (16 × 16 int32 each,
  * 256 apart in c) covering consecutive 16-flat runs with segments sg[t]. A
  * tile that is one whole output run (the common case) takes a loop with
  * plain stores; the loops keep everything in registers (stores through
- * byte pointers would otherwise force reloads). */
+ * byte pointers would otherwise force reloads). Each row's constants are
+ * broadcast once for all its tiles. */
 AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg (*sg)[16], const int *ns, int cog)
 {
     const bp_qconv_params *p = e->p;
     const __m512i vlo = _mm512_set1_epi32(p->out_min), vhi = _mm512_set1_epi32(p->out_max);
     const bp_qtype type = p->out_type;
     const int neg = p->out_min < 0, need_hi = !(type == BP_QT_U8 && p->out_max == 255), ab = e->add_bias;
+    /* the bias goes into the rounding constant unless the sign test needs x */
+    const int fold = ab && !neg, addb = ab && neg;
     const size_t osz = type == BP_QT_S32 ? 4 : 1, oplane = e->oplane;
     const int rend = cog - r0 < 16 ? cog - r0 : 16;
     const rowpar *rp0 = e->rp + r0;
     const bp_qmul *qm0 = e->qm + r0;
-    int one_run = type == BP_QT_U8;
-    for (int t = 0; t < nt; t++)
-        one_run &= ns[t] == 0 || (ns[t] == 1 && sg[t][0].lo == 0);
     if (type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255 && (nt == 2 || nt == 4)) {
         int packed = 1;
         for (int t = 0; t < nt; t++)
@@ -920,124 +1002,42 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
             uint8_t *o = (uint8_t *)e->out + (size_t)r0 * oplane + sg[0][0].at;
             const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
             for (int i = 0; i < rend; i++, o += oplane) {
-                const rowpar *rp = rp0 + i;
-                __m512i y[4];
-                if (rp->vec) {
-                    const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k),
-                                  vs = _mm512_set1_epi64(rp->s), vb = _mm512_set1_epi32(rp->bias);
-                    for (int t = 0; t < nt; t++) {
-                        __m512i x = _mm512_loadu_si512((const void *)(c + 256 * t + 16 * i));
-                        if (ab)
-                            x = _mm512_add_epi32(x, vb);
-                        const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
-                        const __m512i ye = _mm512_srav_epi64(_mm512_add_epi64(pe, vk), vs),
-                                      yo = _mm512_srav_epi64(_mm512_add_epi64(po, vk), vs);
-                        y[t] = _mm512_mask_blend_epi32(0xAAAA, ye, _mm512_slli_epi64(yo, 32));
-                    }
-                } else
-                    for (int t = 0; t < nt; t++)
-                        y[t] = requant_row(c + 256 * t + 16 * i, rp, qm0 + i, 0, vlo, vhi, 0, ab);
+                const rqc q = rq_consts(rp0 + i, fold);
+                const int32_t *ci = c + 16 * i;
+                const __m512i y0 = rq_apply(_mm512_loadu_si512((const void *)ci), &q, qm0 + i, 0),
+                              y1 = rq_apply(_mm512_loadu_si512((const void *)(ci + 256)), &q, qm0 + i, 0);
+                const __m512i w01 = _mm512_packs_epi32(y0, y1);
                 if (nt == 4) {
-                    const __m512i b = _mm512_packus_epi16(_mm512_packs_epi32(y[0], y[1]), _mm512_packs_epi32(y[2], y[3]));
+                    const __m512i y2 = rq_apply(_mm512_loadu_si512((const void *)(ci + 512)), &q, qm0 + i, 0),
+                                  y3 = rq_apply(_mm512_loadu_si512((const void *)(ci + 768)), &q, qm0 + i, 0);
+                    const __m512i b = _mm512_packus_epi16(w01, _mm512_packs_epi32(y2, y3));
                     _mm512_storeu_si512((void *)o, _mm512_permutexvar_epi32(perm, b));
-                } else {
-                    const __m512i w = _mm512_packs_epi32(y[0], y[1]);
-                    _mm256_storeu_si256((__m256i *)o,
-                                        _mm512_castsi512_si256(_mm512_permutexvar_epi32(perm, _mm512_packus_epi16(w, w))));
-                }
+                } else
+                    _mm256_storeu_si256((__m256i *)o, _mm512_castsi512_si256(
+                                                          _mm512_permutexvar_epi32(perm, _mm512_packus_epi16(w01, w01))));
             }
             return;
         }
     }
-    if (one_run) {
-        /* every tile at most one run, from lane 0 (1x1 convs, images as
-         * wide as 16 or 32 with their padding): rows outside, so a row's
-         * constants are broadcast once for all tiles, and no compress */
-        uint8_t *o[4];
-        __mmask16 km[4];
-        for (int t = 0; t < nt; t++) {
-            o[t] = ns[t] ? (uint8_t *)e->out + (size_t)r0 * oplane + sg[t][0].at : NULL;
-            km[t] = ns[t] ? (__mmask16)((1u << sg[t][0].n) - 1) : 0;
+    /* every other case, rows outside (store_runs) */
+    uintptr_t off[4][16];
+    __mmask16 sm[4][16];
+    for (int t = 0; t < nt; t++)
+        for (int k = 0; k < ns[t]; k++) {
+            off[t][k] = (uintptr_t)(((uint8_t *)e->out + ((size_t)r0 * oplane + sg[t][k].at) * osz)) -
+                        (uintptr_t)sg[t][k].lo * osz;
+            sm[t][k] = sg[t][k].m;
         }
-        for (int i = 0; i < rend; i++) {
-            const rowpar *rp = rp0 + i;
-            const size_t ro = (size_t)i * oplane;
-            if (!rp->vec) {
-                for (int t = 0; t < nt; t++)
-                    if (km[t])
-                        _mm_mask_storeu_epi8(o[t] + ro, km[t],
-                                             _mm512_cvtusepi32_epi8(requant_row(c + 256 * t + 16 * i, rp, qm0 + i, neg,
-                                                                                vlo, vhi, need_hi, ab)));
-                continue;
-            }
-            const __m512i vm = _mm512_set1_epi32(rp->m), vk = _mm512_set1_epi64(rp->k),
-                          vs = _mm512_set1_epi64(rp->s), vd = _mm512_set1_epi64(rp->d), z = _mm512_setzero_si512(),
-                          vb = _mm512_set1_epi32(rp->bias);
-            for (int t = 0; t < nt; t++) {
-                if (!km[t])
-                    continue;
-                __m512i x = _mm512_loadu_si512((const void *)(c + 256 * t + 16 * i));
-                if (ab)
-                    x = _mm512_add_epi32(x, vb);
-                const __m512i pe = _mm512_mul_epi32(x, vm), po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm);
-                __m512i ye = _mm512_add_epi64(pe, vk), yo = _mm512_add_epi64(po, vk);
-                if (neg) {
-                    ye = _mm512_mask_sub_epi64(ye, _mm512_cmplt_epi64_mask(pe, z), ye, vd);
-                    yo = _mm512_mask_sub_epi64(yo, _mm512_cmplt_epi64_mask(po, z), yo, vd);
-                }
-                ye = _mm512_srav_epi64(ye, vs);
-                yo = _mm512_srav_epi64(yo, vs);
-                __m512i y = _mm512_max_epi32(_mm512_mask_blend_epi32(0xAAAA, ye, _mm512_slli_epi64(yo, 32)), vlo);
-                if (need_hi)
-                    y = _mm512_min_epi32(y, vhi);
-                if (km[t] == 0xFFFF)
-                    _mm_storeu_si128((__m128i *)(o[t] + ro), _mm512_cvtusepi32_epi8(y));
-                else
-                    _mm_mask_storeu_epi8(o[t] + ro, km[t], _mm512_cvtusepi32_epi8(y));
-            }
-        }
-        return;
-    }
-    for (int t = 0; t < nt; t++) {
-        const int nseg = ns[t];
-        if (!nseg)
-            continue;
-        const int32_t *ct = c + 256 * t;
-        if (nseg == 1 && sg[t][0].n == 16) {
-            uint8_t *o = (uint8_t *)e->out + ((size_t)r0 * oplane + sg[t][0].at) * osz;
-            const size_t step = oplane * osz;
-            if (type == BP_QT_U8)
-                for (int i = 0; i < rend; i++, o += step)
-                    _mm_storeu_si128((__m128i *)o, _mm512_cvtusepi32_epi8(
-                                                       requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi, ab)));
-            else if (type == BP_QT_S8)
-                for (int i = 0; i < rend; i++, o += step)
-                    _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(
-                                                       requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi, ab)));
-            else
-                for (int i = 0; i < rend; i++, o += step)
-                    _mm512_storeu_si512((void *)o, requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi, ab));
-            continue;
-        }
-        seg sl[16];
-        memcpy(sl, sg[t], sizeof(seg) * nseg);
-        for (int i = 0; i < rend; i++) {
-            const __m512i x = requant_row(ct + 16 * i, rp0 + i, qm0 + i, neg, vlo, vhi, need_hi, ab);
-            const size_t rbase = (size_t)(r0 + i) * oplane;
-            for (int k = 0; k < nseg; k++) {
-                const __m512i v = sl[k].lo ? _mm512_maskz_compress_epi32(sl[k].m, x) : x;
-                const __mmask16 km = (__mmask16)((1u << sl[k].n) - 1);
-                const size_t at = rbase + sl[k].at;
-                /* clamped to the type's range: the saturating conversions are exact */
-                if (type == BP_QT_U8)
-                    _mm_mask_storeu_epi8((uint8_t *)e->out + at, km, _mm512_cvtusepi32_epi8(v));
-                else if (type == BP_QT_S8)
-                    _mm_mask_storeu_epi8((int8_t *)e->out + at, km, _mm512_cvtsepi32_epi8(v));
-                else
-                    _mm512_mask_storeu_epi32((int32_t *)e->out + at, km, v);
-            }
-        }
-    }
+    const size_t rstep = oplane * osz;
+    if (type == BP_QT_U8 && !neg && !addb) {
+        if (need_hi)
+            store_runs(c, nt, rend, rp0, qm0, fold, off, sm, ns, rstep, BP_QT_U8, 0, 0, 1, vlo, vhi);
+        else
+            store_runs(c, nt, rend, rp0, qm0, fold, off, sm, ns, rstep, BP_QT_U8, 0, 0, 0, vlo, vhi);
+    } else if (type == BP_QT_S8 && neg)
+        store_runs(c, nt, rend, rp0, qm0, fold, off, sm, ns, rstep, BP_QT_S8, 1, addb, 1, vlo, vhi);
+    else
+        store_runs(c, nt, rend, rp0, qm0, fold, off, sm, ns, rstep, type, neg, addb, need_hi, vlo, vhi);
 }
 
 /* ---- tiles -------------------------------------------------------------------- */
@@ -1211,8 +1211,7 @@ AMX void bp_qconv_amx(const bp_qconv_params *p, const void *in, const bp_qk_amx_
             const int32_t b = real && bias ? bias[(size_t)g * gm.cog + r] : 0;
             for (int j = 0; j < 16; j++)
                 btile[r * 16 + j] = b;
-            rp[r] = row_of(real ? gq[r] : (bp_qmul){0, BP_QMUL_ZERO_SHIFT});
-            rp[r].bias = b;
+            rp[r] = row_of(real ? gq[r] : (bp_qmul){0, BP_QMUL_ZERO_SHIFT}, b);
         }
         for (int n0 = 0; n0 < p->n; n0 += gm.nbmax) {
             const int nb = p->n - n0 < gm.nbmax ? p->n - n0 : gm.nbmax;
