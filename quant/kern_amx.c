@@ -395,8 +395,8 @@ AMX static void interleave(const uint8_t *const src[4], size_t len, uint8_t *q)
  * channel t at src[t] + j·istride) as if they were one plane: each 64-pixel
  * block is assembled from its images' runs by merge-masked loads (pointers
  * shifted so that the run lands at its lanes; lanes outside the mask are
- * not read). For small planes (7x7) this is several times cheaper than a
- * call per image. The last block may spill up to 63 pixels (the caller's
+ * not read). For planes of 65 to 255 pixels (14x14) this is several times
+ * cheaper than a call per image. The last block may spill up to 63 pixels (the caller's
  * rows are written in address order). */
 AMX static void interleave_images(const uint8_t *const src[4], size_t istride, size_t img, int nb, uint8_t *q)
 {
@@ -606,6 +606,32 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
     const int direct = gm->mode == REP_NONE && gm->nslot == 1 && sh == 1 && sw == 1 && hps == p->h &&
                        wps == p->w && !p->pad_t && !p->pad_l;
     const __m512i zero = _mm512_setzero_si512();
+    if (direct && nb > 1 && img <= 64) {
+        /* planes of one block (7x7): a quad's nb planes per channel first
+         * copied end to end into T (a masked load and a store per plane;
+         * each store's spill is overwritten by the next plane or lands in
+         * T's slack), then interleaved as one plane: faster than assembling
+         * each 64-pixel block from its images' runs (128>32 1x1 at 7x7,
+         * batch 64: 61 against 67 us) */
+        for (int cq = 0; cq < gm->cqn; cq++) {
+            const uint8_t *src[4];
+            for (int t = 0; t < 4; t++) {
+                const int ci = 4 * cq + t;
+                src[t] = NULL;
+                if (ci >= gm->cig)
+                    continue;
+                uint8_t *tp = T + (size_t)t * tch;
+                src[t] = tp;
+                const __mmask64 m = img >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << img) - 1);
+                for (int j = 0; j < nb; j++)
+                    _mm512_storeu_si512((void *)(tp + (size_t)j * img),
+                                        _mm512_maskz_loadu_epi8(m, (const void *)(in + (size_t)j * istride +
+                                                                                  (size_t)ci * plane)));
+            }
+            interleave(src, L, Q + (size_t)cq * lq * 4);
+        }
+        return;
+    }
     if (direct && nb > 1 && img < 256) {
         for (int cq = 0; cq < gm->cqn; cq++) {
             const uint8_t *src[4];
