@@ -353,41 +353,56 @@ static int row_runs(const bp_qconv_params *p, const amx_geom *gm, xrun *runs, in
     return 1;
 }
 
-/* Interleaves len pixels of four byte planes (NULL: zero) into quads at q. */
+/* Four 64-byte rows of bytes (one per channel) to 64 quads, 256 bytes. */
+AMX static inline void quad4(__m512i b0, __m512i b1, __m512i b2, __m512i b3, __m512i o[4])
+{
+    const __m512i p01l = _mm512_unpacklo_epi8(b0, b1), p01h = _mm512_unpackhi_epi8(b0, b1);
+    const __m512i p23l = _mm512_unpacklo_epi8(b2, b3), p23h = _mm512_unpackhi_epi8(b2, b3);
+    /* d_i, 128-bit lane L: the quads of pixels 16L + 4i .. 16L + 4i + 3 */
+    const __m512i d0 = _mm512_unpacklo_epi16(p01l, p23l), d1 = _mm512_unpackhi_epi16(p01l, p23l);
+    const __m512i d2 = _mm512_unpacklo_epi16(p01h, p23h), d3 = _mm512_unpackhi_epi16(p01h, p23h);
+    /* 4x4 transpose of 128-bit lanes: output L = (d0.L, d1.L, d2.L, d3.L) */
+    const __m512i t0 = _mm512_shuffle_i64x2(d0, d1, 0x44), t1 = _mm512_shuffle_i64x2(d0, d1, 0xEE);
+    const __m512i t2 = _mm512_shuffle_i64x2(d2, d3, 0x44), t3 = _mm512_shuffle_i64x2(d2, d3, 0xEE);
+    o[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);
+    o[1] = _mm512_shuffle_i64x2(t0, t2, 0xDD);
+    o[2] = _mm512_shuffle_i64x2(t1, t3, 0x88);
+    o[3] = _mm512_shuffle_i64x2(t1, t3, 0xDD);
+}
+
+static const uint8_t zero64[64] __attribute__((aligned(64)));
+
+/* Interleaves len pixels of four byte planes (NULL: zero) into quads at q.
+ * A missing plane reads the same 64 zero bytes (step 0), so the loop has
+ * four plain loads and keeps its rows in registers. */
 AMX static void interleave(const uint8_t *const src[4], size_t len, uint8_t *q)
 {
-    const __m512i zero = _mm512_setzero_si512();
-    for (size_t f = 0; f < len; f += 64, q += 256) {
-        const __mmask64 m = len - f >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << (len - f)) - 1);
-        __m512i b[4];
-        for (int t = 0; t < 4; t++)
-            b[t] = src[t] ? _mm512_maskz_loadu_epi8(m, (const void *)(src[t] + f)) : zero;
-        __m512i p01l = _mm512_unpacklo_epi8(b[0], b[1]), p01h = _mm512_unpackhi_epi8(b[0], b[1]);
-        __m512i p23l = _mm512_unpacklo_epi8(b[2], b[3]), p23h = _mm512_unpackhi_epi8(b[2], b[3]);
-        /* d_i, 128-bit lane L: the quads of pixels 16L + 4i .. 16L + 4i + 3 */
-        __m512i d0 = _mm512_unpacklo_epi16(p01l, p23l), d1 = _mm512_unpackhi_epi16(p01l, p23l);
-        __m512i d2 = _mm512_unpacklo_epi16(p01h, p23h), d3 = _mm512_unpackhi_epi16(p01h, p23h);
-        /* 4x4 transpose of 128-bit lanes: output L = (d0.L, d1.L, d2.L, d3.L) */
-        __m512i t0 = _mm512_shuffle_i64x2(d0, d1, 0x44), t1 = _mm512_shuffle_i64x2(d0, d1, 0xEE);
-        __m512i t2 = _mm512_shuffle_i64x2(d2, d3, 0x44), t3 = _mm512_shuffle_i64x2(d2, d3, 0xEE);
-        const __m512i o0 = _mm512_shuffle_i64x2(t0, t2, 0x88), o1 = _mm512_shuffle_i64x2(t0, t2, 0xDD);
-        const __m512i o2 = _mm512_shuffle_i64x2(t1, t3, 0x88), o3 = _mm512_shuffle_i64x2(t1, t3, 0xDD);
-        if (len - f >= 64) {
-            _mm512_storeu_si512((void *)q, o0);
-            _mm512_storeu_si512((void *)(q + 64), o1);
-            _mm512_storeu_si512((void *)(q + 128), o2);
-            _mm512_storeu_si512((void *)(q + 192), o3);
-        } else {
-            /* rows are not written in address order (replicas): no spill */
-            const __m512i o[4] = {o0, o1, o2, o3};
-            for (int i = 0; i < 4; i++) {
-                const ptrdiff_t nbytes = 4 * ((ptrdiff_t)(len - f) - 16 * i);
-                if (nbytes <= 0)
-                    break;
-                const __mmask64 sm = nbytes >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << nbytes) - 1);
-                _mm512_mask_storeu_epi8((void *)(q + 64 * i), sm, o[i]);
-            }
-        }
+    const uint8_t *s0 = src[0] ? src[0] : zero64, *s1 = src[1] ? src[1] : zero64;
+    const uint8_t *s2 = src[2] ? src[2] : zero64, *s3 = src[3] ? src[3] : zero64;
+    const size_t i0 = src[0] ? 64 : 0, i1 = src[1] ? 64 : 0, i2 = src[2] ? 64 : 0, i3 = src[3] ? 64 : 0;
+    size_t f = 0;
+    __m512i o[4];
+    for (; f + 64 <= len; f += 64, q += 256) {
+        quad4(_mm512_loadu_si512((const void *)s0), _mm512_loadu_si512((const void *)s1),
+              _mm512_loadu_si512((const void *)s2), _mm512_loadu_si512((const void *)s3), o);
+        s0 += i0, s1 += i1, s2 += i2, s3 += i3;
+        _mm512_storeu_si512((void *)q, o[0]);
+        _mm512_storeu_si512((void *)(q + 64), o[1]);
+        _mm512_storeu_si512((void *)(q + 128), o[2]);
+        _mm512_storeu_si512((void *)(q + 192), o[3]);
+    }
+    if (f == len)
+        return;
+    const __mmask64 m = (__mmask64)((((uint64_t)1) << (len - f)) - 1);
+    quad4(_mm512_maskz_loadu_epi8(m, (const void *)s0), _mm512_maskz_loadu_epi8(m, (const void *)s1),
+          _mm512_maskz_loadu_epi8(m, (const void *)s2), _mm512_maskz_loadu_epi8(m, (const void *)s3), o);
+    /* rows are not written in address order (replicas): no spill */
+    for (int i = 0; i < 4; i++) {
+        const ptrdiff_t nbytes = 4 * ((ptrdiff_t)(len - f) - 16 * i);
+        if (nbytes <= 0)
+            break;
+        const __mmask64 sm = nbytes >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << nbytes) - 1);
+        _mm512_mask_storeu_epi8((void *)(q + 64 * i), sm, o[i]);
     }
 }
 
@@ -420,16 +435,10 @@ AMX static void interleave_images(const uint8_t *const src[4], size_t istride, s
                 oo = 0, jj++;
         }
         j = jj, off = oo;
-        __m512i p01l = _mm512_unpacklo_epi8(b[0], b[1]), p01h = _mm512_unpackhi_epi8(b[0], b[1]);
-        __m512i p23l = _mm512_unpacklo_epi8(b[2], b[3]), p23h = _mm512_unpackhi_epi8(b[2], b[3]);
-        __m512i d0 = _mm512_unpacklo_epi16(p01l, p23l), d1 = _mm512_unpackhi_epi16(p01l, p23l);
-        __m512i d2 = _mm512_unpacklo_epi16(p01h, p23h), d3 = _mm512_unpackhi_epi16(p01h, p23h);
-        __m512i t0 = _mm512_shuffle_i64x2(d0, d1, 0x44), t1 = _mm512_shuffle_i64x2(d0, d1, 0xEE);
-        __m512i t2 = _mm512_shuffle_i64x2(d2, d3, 0x44), t3 = _mm512_shuffle_i64x2(d2, d3, 0xEE);
-        _mm512_storeu_si512((void *)q, _mm512_shuffle_i64x2(t0, t2, 0x88));
-        _mm512_storeu_si512((void *)(q + 64), _mm512_shuffle_i64x2(t0, t2, 0xDD));
-        _mm512_storeu_si512((void *)(q + 128), _mm512_shuffle_i64x2(t1, t3, 0x88));
-        _mm512_storeu_si512((void *)(q + 192), _mm512_shuffle_i64x2(t1, t3, 0xDD));
+        __m512i o[4];
+        quad4(b[0], b[1], b[2], b[3], o);
+        for (int i = 0; i < 4; i++)
+            _mm512_storeu_si512((void *)(q + 64 * i), o[i]);
     }
 }
 
