@@ -1008,6 +1008,48 @@ store_runs(const int32_t *c, int nt, int rend, const rowpar *rp0, const bp_qmul 
     }
 }
 
+/* nt = 2 or 4 tiles whose runs (lanes set in the nt·16 bits of lanes, cnt
+ * of them) are one contiguous stretch of output at o (row 0; rows oplane
+ * apart), 8-bit output: per row, vpackssdw then vpackuswb (vpacksswb for
+ * int8) saturate exactly like the clamp to the type's range (the clamp
+ * is applied first when narrower, clamp = 1), one vpermd puts the 128-bit
+ * lanes back in flat order, and vpcompressb squeezes out the garbage flats
+ * (unless there are none): one store per row instead of one per run and
+ * tile. */
+AMX static inline __attribute__((always_inline)) void
+store_packed(const int32_t *c, int nt, int rend, const rowpar *rp0, const bp_qmul *qm0, int fold, uint64_t lanes,
+             int cnt, uint8_t *o, size_t oplane, bp_qtype type, int neg, int clamp, int addb, __m512i vlo,
+             __m512i vhi)
+{
+    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const uint64_t all = nt == 4 ? ~(uint64_t)0 : 0xFFFFFFFFull;
+    const __mmask64 km = (__mmask64)lanes, sm = cnt >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << cnt) - 1);
+    for (int i = 0; i < rend; i++, o += oplane) {
+        const rqc q = rq_consts(rp0 + i, fold);
+        const __m512i vb = addb ? _mm512_set1_epi32(rp0[i].bias) : _mm512_setzero_si512();
+#define ROW_TILE(t)                                                                      \
+    ({                                                                                   \
+        __m512i x_ = _mm512_loadu_si512((const void *)(c + 256 * (t) + 16 * i));          \
+        if (addb)                                                                        \
+            x_ = _mm512_add_epi32(x_, vb);                                               \
+        x_ = rq_apply(x_, &q, qm0 + i, neg);                                             \
+        clamp ? _mm512_min_epi32(_mm512_max_epi32(x_, vlo), vhi) : x_;                   \
+    })
+        const __m512i w01 = _mm512_packs_epi32(ROW_TILE(0), ROW_TILE(1));
+        const __m512i w23 = nt == 4 ? _mm512_packs_epi32(ROW_TILE(2), ROW_TILE(3)) : w01;
+#undef ROW_TILE
+        __m512i b = _mm512_permutexvar_epi32(
+            perm, type == BP_QT_U8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23));
+        if (lanes == all) {
+            if (nt == 4)
+                _mm512_storeu_si512((void *)o, b);
+            else
+                _mm256_storeu_si256((__m256i *)o, _mm512_castsi512_si256(b));
+        } else
+            _mm512_mask_storeu_epi8((void *)o, sm, _mm512_maskz_compress_epi8(km, b));
+    }
+}
+
 /* Rows r0 .. r0+15 (those < cog) of nt stored C tiles (16 × 16 int32 each,
  * 256 apart in c) covering consecutive 16-flat runs with segments sg[t]. A
  * tile that is one whole output run (the common case) takes a loop with
@@ -1026,31 +1068,38 @@ AMX static void store_tiles(const epi *e, const int32_t *c, int nt, int r0, seg 
     const int rend = cog - r0 < 16 ? cog - r0 : 16;
     const rowpar *rp0 = e->rp + r0;
     const bp_qmul *qm0 = e->qm + r0;
-    if (type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255 && (nt == 2 || nt == 4)) {
-        int packed = 1;
+    if (type != BP_QT_S32 && (nt == 2 || nt == 4)) {
+        /* the runs of all nt tiles, in lane order, one contiguous stretch
+         * of output (rows of one image, only garbage flats between them) */
+        uint64_t lanes = 0;
+        size_t at0 = 0, next = 0;
+        int cnt = 0, contig = 1;
         for (int t = 0; t < nt; t++)
-            packed &= ns[t] == 1 && sg[t][0].n == 16 && sg[t][0].at == sg[0][0].at + (size_t)16 * t;
-        if (packed) {
-            /* the tiles are one contiguous run and the clamp is the type's
-             * range: vpackssdw then vpackuswb saturate exactly like it, and
-             * one vpermd puts the 128-bit lanes back in order */
-            uint8_t *o = (uint8_t *)e->out + (size_t)r0 * oplane + sg[0][0].at;
-            const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-            for (int i = 0; i < rend; i++, o += oplane) {
-                const rqc q = rq_consts(rp0 + i, fold);
-                const int32_t *ci = c + 16 * i;
-                const __m512i y0 = rq_apply(_mm512_loadu_si512((const void *)ci), &q, qm0 + i, 0),
-                              y1 = rq_apply(_mm512_loadu_si512((const void *)(ci + 256)), &q, qm0 + i, 0);
-                const __m512i w01 = _mm512_packs_epi32(y0, y1);
-                if (nt == 4) {
-                    const __m512i y2 = rq_apply(_mm512_loadu_si512((const void *)(ci + 512)), &q, qm0 + i, 0),
-                                  y3 = rq_apply(_mm512_loadu_si512((const void *)(ci + 768)), &q, qm0 + i, 0);
-                    const __m512i b = _mm512_packus_epi16(w01, _mm512_packs_epi32(y2, y3));
-                    _mm512_storeu_si512((void *)o, _mm512_permutexvar_epi32(perm, b));
-                } else
-                    _mm256_storeu_si256((__m256i *)o, _mm512_castsi512_si256(
-                                                          _mm512_permutexvar_epi32(perm, _mm512_packus_epi16(w01, w01))));
+            for (int k = 0; k < ns[t]; k++) {
+                if (cnt && sg[t][k].at != next)
+                    contig = 0;
+                if (!cnt)
+                    at0 = sg[t][k].at;
+                next = sg[t][k].at + (size_t)sg[t][k].n;
+                cnt += sg[t][k].n;
+                lanes |= (uint64_t)sg[t][k].m << (16 * t);
             }
+        if (!cnt)
+            return;
+        if (contig) {
+            uint8_t *o = (uint8_t *)e->out + (size_t)(r0) * oplane + at0;
+            const int lo_in = type == BP_QT_U8 ? p->out_min <= 0 : p->out_min <= -128;
+            const int hi_in = type == BP_QT_U8 ? p->out_max >= 255 : p->out_max >= 127;
+            /* constant arguments: loops without those branches for the
+             * common ReLU case */
+            if (type == BP_QT_U8 && !neg && lo_in && hi_in) {
+                if (nt == 4)
+                    store_packed(c, 4, rend, rp0, qm0, fold, lanes, cnt, o, oplane, BP_QT_U8, 0, 0, 0, vlo, vhi);
+                else
+                    store_packed(c, 2, rend, rp0, qm0, fold, lanes, cnt, o, oplane, BP_QT_U8, 0, 0, 0, vlo, vhi);
+            } else
+                store_packed(c, nt, rend, rp0, qm0, fold, lanes, cnt, o, oplane, type, neg, !(lo_in && hi_in),
+                             addb, vlo, vhi);
             return;
         }
     }
