@@ -493,11 +493,13 @@ static int expand_blocks(const bp_qconv_params *p, const amx_geom *gm, xblocks *
 
 typedef struct {
     int cs, nck;       /* destination bytes per chunk, chunks per phase plane */
+    int from_in;       /* no padding: the padded plane is the input plane */
     xblocks xb;        /* the padded plane */
     int32_t smin[MAX_PG];
     uint8_t wide[MAX_PG];
     uint64_t bm[MAX_PG];
     uint8_t idx[MAX_PG][64];
+    uint64_t lm[MAX_PG][4]; /* from_in: the window's bytes inside the plane */
 } pgather;
 
 
@@ -544,6 +546,28 @@ static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
                 }
                 pg->smin[e] = (int32_t)s0;
             }
+        /* without padding the padded plane is the input plane itself, so
+         * the windows are read straight from the input (masked to the
+         * plane: nothing past it is touched) and the expansion is skipped
+         * (16>32 1x1 stride 2 at 28x28, batch 64: 146 -> 110 us) */
+        const long plane = (long)p->h * p->w;
+        pg->from_in = !p->pad_t && !p->pad_l && Wp == p->w;
+        for (int e = 0; e < gm->nslot * nck && pg->from_in; e++) {
+            const int sl = e / nck, k = e % nck;
+            for (int i = 0; i < cs && k * cs + i < img; i++) {
+                const int d = k * cs + i;
+                const long sd = (long)(d / gm->wps * gm->sh + gm->slot_py[sl]) * Wp + d % gm->wps * gm->sw +
+                                gm->slot_px[sl];
+                /* a phase pixel past the image (garbage flats or bottom
+                 * rows) would read past the plane: padded plane needed */
+                if (sd >= plane || d % gm->wps * gm->sw + gm->slot_px[sl] >= p->w)
+                    pg->from_in = 0;
+            }
+            for (int b = 0; b < 4; b++) {
+                const long lo = pg->smin[e] + 64L * b, n = plane - lo;
+                pg->lm[e][b] = n >= 64 ? ~(uint64_t)0 : n <= 0 ? 0 : (((uint64_t)1 << n) - 1);
+            }
+        }
         return 1;
     }
     return 0;
@@ -679,6 +703,29 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                     for (int b = 0; b < xb->nblk; b++, d += 64) {
                         _mm512_storeu_si512((void *)d, _mm512_maskz_expandloadu_epi8((__mmask64)xb->m[b], (const void *)sp));
                         sp += xb->cnt[b];
+                    }
+                }
+                continue;
+            }
+            if (pg && pg->from_in) {
+                for (int j = 0; j < nb; j++) {
+                    const uint8_t *sp = in + (size_t)j * istride + (size_t)ci * plane;
+                    for (int e = 0; e < gm->nslot * pg->nck; e++) {
+                        const int slot = e / pg->nck, k = e % pg->nck;
+                        uint8_t *dst = tp + ((size_t)slot * nb + j) * img;
+                        const uint8_t *base = sp + pg->smin[e];
+                        const uint64_t *lm = pg->lm[e];
+                        const __m512i ix = _mm512_loadu_si512((const void *)pg->idx[e]);
+                        __m512i r = _mm512_permutex2var_epi8(_mm512_maskz_loadu_epi8(lm[0], (const void *)base), ix,
+                                                             _mm512_maskz_loadu_epi8(lm[1], (const void *)(base + 64)));
+                        if (pg->wide[e])
+                            r = _mm512_mask_blend_epi8(
+                                (__mmask64)pg->bm[e], r,
+                                _mm512_permutex2var_epi8(_mm512_maskz_loadu_epi8(lm[2], (const void *)(base + 128)), ix,
+                                                         _mm512_maskz_loadu_epi8(lm[3], (const void *)(base + 192))));
+                        const int n = (int)img - k * pg->cs < pg->cs ? (int)img - k * pg->cs : pg->cs;
+                        _mm512_mask_storeu_epi8(dst + (size_t)k * pg->cs,
+                                                n >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << n) - 1), r);
                     }
                 }
                 continue;

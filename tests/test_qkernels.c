@@ -524,6 +524,9 @@ Test(qkernels, amx_layouts_exact)
         {6, 9, 11, 13, 3, 3, 2, 3, 1, 1, 1, 1, 2, 1, 3, 2},    /* groups */
         {256, 16, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* long K, 16 channels, split rows */
         {64, 64, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3},    /* split tile rows, 2x2 blocks */
+        {16, 32, 28, 28, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1, 3},  /* stride 2 gathered from the input */
+        {8, 24, 28, 28, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1, 2},   /* the same with four phases */
+        {12, 20, 27, 28, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1, 1, 2},  /* unpadded, phases past the image */
     };
     for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++)
         for (int v = 0; v < 4; v++) {
