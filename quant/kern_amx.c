@@ -415,20 +415,28 @@ AMX static void interleave(const uint8_t *const src[4], size_t len, uint8_t *q)
  * rows are written in address order). */
 AMX static void interleave_images(const uint8_t *const src[4], size_t istride, size_t img, int nb, uint8_t *q)
 {
-    const __m512i zero = _mm512_setzero_si512();
+    /* a missing channel reads 64 zero bytes (masked, at lane offsets: the
+     * pointer arithmetic stays inside zero64 + 64) */
+    const uint8_t *s0 = src[0] ? src[0] : zero64, *s1 = src[1] ? src[1] : zero64;
+    const uint8_t *s2 = src[2] ? src[2] : zero64, *s3 = src[3] ? src[3] : zero64;
+    const int z0 = !src[0], z1 = !src[1], z2 = !src[2], z3 = !src[3];
     const size_t len = (size_t)nb * img;
     size_t j = 0, off = 0; /* image and pixel of the block's first flat */
     for (size_t f = 0; f < len; f += 64, q += 256) {
-        __m512i b[4] = {zero, zero, zero, zero};
+        __m512i b0 = _mm512_setzero_si512(), b1 = b0, b2 = b0, b3 = b0;
         size_t jj = j, oo = off;
         for (unsigned lane = 0; lane < 64 && jj < (size_t)nb;) {
             const size_t n = img - oo < 64 - lane ? img - oo : 64 - lane;
             const __mmask64 m = (__mmask64)((n + lane >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << (n + lane)) - 1)) &
                                             ~(((uint64_t)1 << lane) - 1));
-            for (int t = 0; t < 4; t++)
-                if (src[t])
-                    b[t] = _mm512_mask_loadu_epi8(
-                        b[t], m, (const void *)((uintptr_t)(src[t] + jj * istride + oo) - lane));
+            /* lanes lane .. lane+n−1 from pixel oo of image jj: the
+             * pointer is shifted back by lane (masked-off lanes are not
+             * read) */
+            const uintptr_t d = jj * istride + oo;
+            b0 = _mm512_mask_loadu_epi8(b0, m, (const void *)((uintptr_t)s0 + (z0 ? 0 : d) - (z0 ? 0 : lane)));
+            b1 = _mm512_mask_loadu_epi8(b1, m, (const void *)((uintptr_t)s1 + (z1 ? 0 : d) - (z1 ? 0 : lane)));
+            b2 = _mm512_mask_loadu_epi8(b2, m, (const void *)((uintptr_t)s2 + (z2 ? 0 : d) - (z2 ? 0 : lane)));
+            b3 = _mm512_mask_loadu_epi8(b3, m, (const void *)((uintptr_t)s3 + (z3 ? 0 : d) - (z3 ? 0 : lane)));
             lane += (unsigned)n;
             oo += n;
             if (oo == img)
@@ -436,7 +444,7 @@ AMX static void interleave_images(const uint8_t *const src[4], size_t istride, s
         }
         j = jj, off = oo;
         __m512i o[4];
-        quad4(b[0], b[1], b[2], b[3], o);
+        quad4(b0, b1, b2, b3, o);
         for (int i = 0; i < 4; i++)
             _mm512_storeu_si512((void *)(q + 64 * i), o[i]);
     }
@@ -665,7 +673,7 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
         }
         return;
     }
-    if (direct && nb > 1 && img < 256) {
+    if (direct && nb > 1 && img < 256 && img > 64) {
         for (int cq = 0; cq < gm->cqn; cq++) {
             const uint8_t *src[4];
             for (int t = 0; t < 4; t++)
