@@ -131,9 +131,6 @@ static size_t tch_of(const amx_geom *gm, int nb)
 {
     return ((size_t)gm->nslot * nb * img_px(gm) + img_px(gm) + 64 + 63) / 64 * 64;
 }
-/* Bytes of the padded plane for strides > 1 (pgather), with room for the
- * last block's store and the last 256-byte window. */
-static size_t pp_bytes(const amx_geom *gm) { return (size_t)gm->sh * gm->hps * gm->sw * gm->wps + 64 + 256; }
 /* Pixels of slack after Q's last row: flats run up to 63 past the last
  * output row, taps reach one plane row and a tile row further. */
 static size_t q_slack(const amx_geom *gm) { return (size_t)gm->wps + 192; }
@@ -276,7 +273,7 @@ size_t bp_qk_amx_scratch(const bp_qconv_params *p)
     /* T, and QB (the slots' quads before replication) of the same size */
     size_t q = ((size_t)gm.nrp * lq + q_slack(&gm)) * 4, t = 2 * 4 * tch_of(&gm, gm.nbmax);
     size_t rows = (size_t)gm.nmb * 16;
-    return 64 + (q + 63) / 64 * 64 + t + (pp_bytes(&gm) + 63) / 64 * 64 + 8 * 1024 + rows * 64 + rows * 48 +
+    return 64 + (q + 63) / 64 * 64 + t + 8 * 1024 + rows * 64 + rows * 48 +
            64; /* 48: sizeof(rowpar) */
 }
 
@@ -492,87 +489,86 @@ static int expand_blocks(const bp_qconv_params *p, const amx_geom *gm, xblocks *
     return gm->sh == 1 && gm->sw == 1 && expand_blocks_for(p, gm->hps, gm->wps, xb);
 }
 
-/* Strides > 1: each image channel is first expanded into the padded plane
- * PP (sh·hps × sw·wps), then every cs-byte chunk of a phase plane is picked
- * out of a 128- or 256-byte window of PP with one or two vpermi2b and a
- * blend (per call: each chunk's window start, byte picks and blend mask).
- * Far fewer instructions than a load, permute and store per phase row. */
+/* Strides > 1: every cs-byte chunk of a phase plane is picked out of a
+ * 128- or 256-byte window of the input plane with one or two vpermi2b, a
+ * blend, and a zero mask for the bytes that are padding (per prep: each
+ * chunk's window start, byte picks, blend and zero masks, and load masks
+ * that keep the window inside the plane). Far fewer instructions than a
+ * load, permute and store per phase row. (An earlier version expanded
+ * each plane into a padded copy first and gathered from that; reading the
+ * input directly is as fast and needs no copy.) */
 #define MAX_PG 96
 
 typedef struct {
     int cs, nck;       /* destination bytes per chunk, chunks per phase plane */
-    int from_in;       /* no padding: the padded plane is the input plane */
-    xblocks xb;        /* the padded plane */
     int32_t smin[MAX_PG];
     uint8_t wide[MAX_PG];
-    uint64_t bm[MAX_PG];
+    uint64_t bm[MAX_PG];    /* bytes from the window's second 128 */
+    uint64_t zm[MAX_PG];    /* bytes inside the image (the rest: padding, 0) */
     uint8_t idx[MAX_PG][64];
-    uint64_t lm[MAX_PG][4]; /* from_in: the window's bytes inside the plane */
+    uint64_t lm[MAX_PG][4]; /* the window's bytes inside the plane */
 } pgather;
 
+/* Source offset in the input plane of phase-plane byte d of slot sl, or −1
+ * for padding. */
+static long pg_src(const bp_qconv_params *p, const amx_geom *gm, int sl, int d)
+{
+    const int iy = d / gm->wps * gm->sh + gm->slot_py[sl] - p->pad_t;
+    const int ix = d % gm->wps * gm->sw + gm->slot_px[sl] - p->pad_l;
+    return iy < 0 || iy >= p->h || ix < 0 || ix >= p->w ? -1 : (long)iy * p->w + ix;
+}
 
 static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
 {
-    if ((gm->sh == 1 && gm->sw == 1) ||
-        !expand_blocks_for(p, gm->sh * gm->hps, gm->sw * gm->wps, &pg->xb))
+    if (gm->sh == 1 && gm->sw == 1)
         return 0;
-    const int img = gm->hps * gm->wps, Wp = gm->sw * gm->wps;
+    const int img = gm->hps * gm->wps;
+    const long plane = (long)p->h * p->w;
     for (int cs = 64; cs >= 16; cs /= 2) {
         const int nck = (img + cs - 1) / cs;
         if (nck * gm->nslot > MAX_PG)
             return 0;
         int ok = 1;
-        for (int sl = 0; sl < gm->nslot && ok; sl++)
-            for (int k = 0; k < nck && ok; k++) {
-                const int d0 = k * cs, d1 = (k + 1) * cs < img ? (k + 1) * cs - 1 : img - 1;
-                const long s0 = (long)(d0 / gm->wps * gm->sh + gm->slot_py[sl]) * Wp + d0 % gm->wps * gm->sw +
-                                gm->slot_px[sl];
-                const long s1 = (long)(d1 / gm->wps * gm->sh + gm->slot_py[sl]) * Wp + d1 % gm->wps * gm->sw +
-                                gm->slot_px[sl];
-                ok = s1 - s0 < 256;
+        for (int e = 0; e < gm->nslot * nck && ok; e++) {
+            const int sl = e / nck, k = e % nck;
+            long lo = -1, hi = -1;
+            for (int i = 0; i < cs && k * cs + i < img; i++) {
+                const long sd = pg_src(p, gm, sl, k * cs + i);
+                if (sd >= 0 && (lo < 0 || sd < lo))
+                    lo = sd;
+                if (sd > hi)
+                    hi = sd;
             }
+            ok = hi - lo < 256;
+        }
         if (!ok)
             continue;
         pg->cs = cs, pg->nck = nck;
-        for (int sl = 0; sl < gm->nslot; sl++)
-            for (int k = 0; k < nck; k++) {
-                const int e = sl * nck + k;
-                long s0 = -1;
-                pg->bm[e] = 0;
-                pg->wide[e] = 0;
-                memset(pg->idx[e], 0, 64);
-                for (int i = 0; i < cs && k * cs + i < img; i++) {
-                    const int d = k * cs + i;
-                    const long sd = (long)(d / gm->wps * gm->sh + gm->slot_py[sl]) * Wp + d % gm->wps * gm->sw +
-                                    gm->slot_px[sl];
-                    if (s0 < 0)
-                        s0 = sd;
-                    const long off = sd - s0;
-                    pg->idx[e][i] = (uint8_t)(off & 127);
-                    if (off >= 128)
-                        pg->bm[e] |= (uint64_t)1 << i, pg->wide[e] = 1;
-                }
-                pg->smin[e] = (int32_t)s0;
-            }
-        /* without padding the padded plane is the input plane itself, so
-         * the windows are read straight from the input (masked to the
-         * plane: nothing past it is touched) and the expansion is skipped
-         * (16>32 1x1 stride 2 at 28x28, batch 64: 146 -> 110 us) */
-        const long plane = (long)p->h * p->w;
-        pg->from_in = !p->pad_t && !p->pad_l && Wp == p->w;
-        for (int e = 0; e < gm->nslot * nck && pg->from_in; e++) {
+        for (int e = 0; e < gm->nslot * nck; e++) {
             const int sl = e / nck, k = e % nck;
+            long s0 = -1;
             for (int i = 0; i < cs && k * cs + i < img; i++) {
-                const int d = k * cs + i;
-                const long sd = (long)(d / gm->wps * gm->sh + gm->slot_py[sl]) * Wp + d % gm->wps * gm->sw +
-                                gm->slot_px[sl];
-                /* a phase pixel past the image (garbage flats or bottom
-                 * rows) would read past the plane: padded plane needed */
-                if (sd >= plane || d % gm->wps * gm->sw + gm->slot_px[sl] >= p->w)
-                    pg->from_in = 0;
+                const long sd = pg_src(p, gm, sl, k * cs + i);
+                if (sd >= 0 && (s0 < 0 || sd < s0))
+                    s0 = sd;
             }
+            s0 = s0 < 0 ? 0 : s0;
+            pg->bm[e] = pg->zm[e] = 0;
+            pg->wide[e] = 0;
+            memset(pg->idx[e], 0, 64);
+            for (int i = 0; i < cs && k * cs + i < img; i++) {
+                const long sd = pg_src(p, gm, sl, k * cs + i);
+                if (sd < 0)
+                    continue;
+                const long off = sd - s0;
+                pg->idx[e][i] = (uint8_t)(off & 127);
+                pg->zm[e] |= (uint64_t)1 << i;
+                if (off >= 128)
+                    pg->bm[e] |= (uint64_t)1 << i, pg->wide[e] = 1;
+            }
+            pg->smin[e] = (int32_t)s0;
             for (int b = 0; b < 4; b++) {
-                const long lo = pg->smin[e] + 64L * b, n = plane - lo;
+                const long n = plane - (s0 + 64L * b);
                 pg->lm[e][b] = n >= 64 ? ~(uint64_t)0 : n <= 0 ? 0 : (((uint64_t)1 << n) - 1);
             }
         }
@@ -632,7 +628,7 @@ void bp_qk_amx_prep_free(bp_qk_amx_prep *ap)
 
 AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const amx_plan *pl, const uint8_t *in,
                             size_t istride, int nb, const xrun *runs, int nxc, const xblocks *xb,
-                            const pgather *pg, uint8_t *PP, uint8_t *T, uint8_t *QB, uint8_t *Q)
+                            const pgather *pg, uint8_t *T, uint8_t *QB, uint8_t *Q)
 {
     const int sh = gm->sh, sw = gm->sw, wps = gm->wps, hps = gm->hps, cl = 64 / sw;
     const size_t plane = (size_t)p->h * p->w, img = img_px(gm), L = (size_t)nb * img, lq = lq_of(gm, nb);
@@ -715,7 +711,7 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                 }
                 continue;
             }
-            if (pg && pg->from_in) {
+            if (pg) {
                 for (int j = 0; j < nb; j++) {
                     const uint8_t *sp = in + (size_t)j * istride + (size_t)ci * plane;
                     for (int e = 0; e < gm->nslot * pg->nck; e++) {
@@ -723,46 +719,20 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                         uint8_t *dst = tp + ((size_t)slot * nb + j) * img;
                         const uint8_t *base = sp + pg->smin[e];
                         const uint64_t *lm = pg->lm[e];
+                        const __mmask64 zm = (__mmask64)pg->zm[e];
                         const __m512i ix = _mm512_loadu_si512((const void *)pg->idx[e]);
-                        __m512i r = _mm512_permutex2var_epi8(_mm512_maskz_loadu_epi8(lm[0], (const void *)base), ix,
-                                                             _mm512_maskz_loadu_epi8(lm[1], (const void *)(base + 64)));
+                        __m512i r = _mm512_maskz_permutex2var_epi8(
+                            zm, _mm512_maskz_loadu_epi8(lm[0], (const void *)base), ix,
+                            _mm512_maskz_loadu_epi8(lm[1], (const void *)(base + 64)));
                         if (pg->wide[e])
                             r = _mm512_mask_blend_epi8(
                                 (__mmask64)pg->bm[e], r,
-                                _mm512_permutex2var_epi8(_mm512_maskz_loadu_epi8(lm[2], (const void *)(base + 128)), ix,
-                                                         _mm512_maskz_loadu_epi8(lm[3], (const void *)(base + 192))));
+                                _mm512_maskz_permutex2var_epi8(
+                                    zm, _mm512_maskz_loadu_epi8(lm[2], (const void *)(base + 128)), ix,
+                                    _mm512_maskz_loadu_epi8(lm[3], (const void *)(base + 192))));
                         const int n = (int)img - k * pg->cs < pg->cs ? (int)img - k * pg->cs : pg->cs;
                         _mm512_mask_storeu_epi8(dst + (size_t)k * pg->cs,
                                                 n >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << n) - 1), r);
-                    }
-                }
-                continue;
-            }
-            if (pg) {
-                for (int j = 0; j < nb; j++) {
-                    const uint8_t *sp = in + (size_t)j * istride + (size_t)ci * plane;
-                    uint8_t *d = PP;
-                    for (int b = 0; b < pg->xb.nblk; b++, d += 64) {
-                        _mm512_storeu_si512((void *)d, _mm512_maskz_expandloadu_epi8((__mmask64)pg->xb.m[b], (const void *)sp));
-                        sp += pg->xb.cnt[b];
-                    }
-                    for (int slot = 0; slot < gm->nslot; slot++) {
-                        uint8_t *dst = tp + ((size_t)slot * nb + j) * img;
-                        for (int k = 0; k < pg->nck; k++) {
-                            const int e = slot * pg->nck + k;
-                            const uint8_t *base = PP + pg->smin[e];
-                            const __m512i ix = _mm512_loadu_si512((const void *)pg->idx[e]);
-                            __m512i r = _mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)base), ix,
-                                                                 _mm512_loadu_si512((const void *)(base + 64)));
-                            if (pg->wide[e])
-                                r = _mm512_mask_blend_epi8(
-                                    (__mmask64)pg->bm[e], r,
-                                    _mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)(base + 128)), ix,
-                                                             _mm512_loadu_si512((const void *)(base + 192))));
-                            const int n = (int)img - k * pg->cs < pg->cs ? (int)img - k * pg->cs : pg->cs;
-                            _mm512_mask_storeu_epi8(dst + (size_t)k * pg->cs,
-                                                    n >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << n) - 1), r);
-                        }
                     }
                 }
                 continue;
@@ -1323,8 +1293,7 @@ AMX void bp_qconv_amx(const bp_qconv_params *p, const void *in, const bp_qk_amx_
     uint8_t *Q = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint8_t *T = Q + (qbytes + 63) / 64 * 64;
     uint8_t *QB = T + 4 * tch_of(&gm, gm.nbmax);
-    uint8_t *PP = QB + 4 * tch_of(&gm, gm.nbmax);
-    int32_t *cbuf = (int32_t *)(PP + (pp_bytes(&gm) + 63) / 64 * 64);
+    int32_t *cbuf = (int32_t *)(QB + 4 * tch_of(&gm, gm.nbmax));
     const size_t rows = (size_t)gm.nmb * 16;
     int32_t *btile = cbuf + 2048;               /* rows x 16: each row's bias, repeated */
     rowpar *rp = (rowpar *)(btile + rows * 16); /* rows */
@@ -1360,7 +1329,7 @@ AMX void bp_qconv_amx(const bp_qconv_params *p, const void *in, const bp_qk_amx_
             /* the slack after this pass's planes: read only by flats never stored */
             memset(Q + (size_t)gm.nrp * lq * 4, 0, q_slack(&gm) * 4);
             const uint8_t *gin = (const uint8_t *)in + ((size_t)n0 * p->cin + (size_t)g * gm.cig) * plane;
-            build_quads(p, &gm, &pl, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, xb, pg, PP, T, QB, Q);
+            build_quads(p, &gm, &pl, gin, (size_t)p->cin * plane, nb, &runs[0], nxc, xb, pg, T, QB, Q);
             epi e = {p, rp, zero_c, gq, (uint8_t *)out + ((size_t)n0 * p->cout + (size_t)g * gm.cog) * oplane * osz,
                      oplane};
             flatmap fm = {oh, ow, gm.wps, gm.hps, nb, (size_t)p->cout * oplane};
