@@ -507,6 +507,7 @@ typedef struct {
     uint64_t zm[MAX_PG];    /* bytes inside the image (the rest: padding, 0) */
     uint8_t idx[MAX_PG][64];
     uint64_t lm[MAX_PG][4]; /* the window's bytes inside the plane */
+    uint64_t sm[MAX_PG];    /* chunk k's bytes inside the phase plane */
 } pgather;
 
 /* Source offset in the input plane of phase-plane byte d of slot sl, or −1
@@ -544,6 +545,10 @@ static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
         if (!ok)
             continue;
         pg->cs = cs, pg->nck = nck;
+        for (int k = 0; k < nck; k++) {
+            const int n = img - k * cs < cs ? img - k * cs : cs;
+            pg->sm[k] = n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1);
+        }
         for (int e = 0; e < gm->nslot * nck; e++) {
             const int sl = e / nck, k = e % nck;
             long s0 = -1;
@@ -714,9 +719,10 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
             if (pg) {
                 for (int j = 0; j < nb; j++) {
                     const uint8_t *sp = in + (size_t)j * istride + (size_t)ci * plane;
-                    for (int e = 0; e < gm->nslot * pg->nck; e++) {
-                        const int slot = e / pg->nck, k = e % pg->nck;
-                        uint8_t *dst = tp + ((size_t)slot * nb + j) * img;
+                    for (int e = 0, slot = 0, k = 0; e < gm->nslot * pg->nck; e++, k++) {
+                        if (k == pg->nck)
+                            k = 0, slot++;
+                        uint8_t *dst = tp + ((size_t)slot * nb + j) * img + (size_t)k * pg->cs;
                         const uint8_t *base = sp + pg->smin[e];
                         const uint64_t *lm = pg->lm[e];
                         const __mmask64 zm = (__mmask64)pg->zm[e];
@@ -730,9 +736,7 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                                 _mm512_maskz_permutex2var_epi8(
                                     zm, _mm512_maskz_loadu_epi8(lm[2], (const void *)(base + 128)), ix,
                                     _mm512_maskz_loadu_epi8(lm[3], (const void *)(base + 192))));
-                        const int n = (int)img - k * pg->cs < pg->cs ? (int)img - k * pg->cs : pg->cs;
-                        _mm512_mask_storeu_epi8(dst + (size_t)k * pg->cs,
-                                                n >= 64 ? ~(__mmask64)0 : (__mmask64)((((uint64_t)1) << n) - 1), r);
+                        _mm512_mask_storeu_epi8(dst, (__mmask64)pg->sm[k], r);
                     }
                 }
                 continue;
