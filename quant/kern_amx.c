@@ -508,6 +508,7 @@ typedef struct {
     uint8_t idx[MAX_PG][64];
     uint64_t lm[MAX_PG][4]; /* the window's bytes inside the plane */
     uint64_t sm[MAX_PG];    /* chunk k's bytes inside the phase plane */
+    uint8_t full[MAX_PG];   /* the window is inside the plane (lm all ones) */
 } pgather;
 
 /* Source offset in the input plane of phase-plane byte d of slot sl, or −1
@@ -572,9 +573,11 @@ static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
                     pg->bm[e] |= (uint64_t)1 << i, pg->wide[e] = 1;
             }
             pg->smin[e] = (int32_t)s0;
+            pg->full[e] = 1;
             for (int b = 0; b < 4; b++) {
                 const long n = plane - (s0 + 64L * b);
                 pg->lm[e][b] = n >= 64 ? ~(uint64_t)0 : n <= 0 ? 0 : (((uint64_t)1 << n) - 1);
+                pg->full[e] &= n >= 64;
             }
         }
         return 1;
@@ -727,15 +730,26 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                         const uint64_t *lm = pg->lm[e];
                         const __mmask64 zm = (__mmask64)pg->zm[e];
                         const __m512i ix = _mm512_loadu_si512((const void *)pg->idx[e]);
-                        __m512i r = _mm512_maskz_permutex2var_epi8(
-                            zm, _mm512_maskz_loadu_epi8(lm[0], (const void *)base), ix,
-                            _mm512_maskz_loadu_epi8(lm[1], (const void *)(base + 64)));
-                        if (pg->wide[e])
-                            r = _mm512_mask_blend_epi8(
-                                (__mmask64)pg->bm[e], r,
-                                _mm512_maskz_permutex2var_epi8(
-                                    zm, _mm512_maskz_loadu_epi8(lm[2], (const void *)(base + 128)), ix,
-                                    _mm512_maskz_loadu_epi8(lm[3], (const void *)(base + 192))));
+                        __m512i r;
+                        if (pg->full[e]) { /* the common case: plain loads */
+                            r = _mm512_maskz_permutex2var_epi8(zm, _mm512_loadu_si512((const void *)base), ix,
+                                                               _mm512_loadu_si512((const void *)(base + 64)));
+                            if (pg->wide[e])
+                                r = _mm512_mask_blend_epi8(
+                                    (__mmask64)pg->bm[e], r,
+                                    _mm512_maskz_permutex2var_epi8(zm, _mm512_loadu_si512((const void *)(base + 128)),
+                                                                   ix, _mm512_loadu_si512((const void *)(base + 192))));
+                        } else {
+                            r = _mm512_maskz_permutex2var_epi8(
+                                zm, _mm512_maskz_loadu_epi8(lm[0], (const void *)base), ix,
+                                _mm512_maskz_loadu_epi8(lm[1], (const void *)(base + 64)));
+                            if (pg->wide[e])
+                                r = _mm512_mask_blend_epi8(
+                                    (__mmask64)pg->bm[e], r,
+                                    _mm512_maskz_permutex2var_epi8(
+                                        zm, _mm512_maskz_loadu_epi8(lm[2], (const void *)(base + 128)), ix,
+                                        _mm512_maskz_loadu_epi8(lm[3], (const void *)(base + 192))));
+                        }
                         _mm512_mask_storeu_epi8(dst, (__mmask64)pg->sm[k], r);
                     }
                 }
