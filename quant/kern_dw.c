@@ -66,11 +66,11 @@ typedef struct {
  * one array (cs) each. */
 typedef struct {
     int64_t *nudge, *thr;   /* mode 0: 2^30 + 2^(30+e), 2^(30+e) */
-    int64_t *cnt_e, *cnt_o; /* mode 0: 31 + e, e − 1 */
+    int64_t *cnt_o;         /* mode 0: e − 1, the shift after the high dword */
     int32_t *e, *mk, *mode; /* right shift, 2^e − 1, mode (see dwz_req) */
     const bp_qmul *qm;
 } dwz_chs;
-#define DWZ_CHS_BYTES 44 /* per channel: 4 int64 + 3 int32 */
+#define DWZ_CHS_BYTES 36 /* per channel: 3 int64 + 3 int32 */
 
 typedef struct {
     int oh, ow, sh, sw, hq, wq;
@@ -457,7 +457,7 @@ __attribute__((always_inline)) DWZ static inline void dwz_out_perm(const dwz_geo
  * 7x7 layer at batch 1). */
 DWZ static void dwz_channels(const bp_qmul *qm, int cout, int cs, uint8_t *mem, dwz_chs *ch)
 {
-    ch->nudge = (int64_t *)mem, ch->thr = ch->nudge + cs, ch->cnt_e = ch->thr + cs, ch->cnt_o = ch->cnt_e + cs;
+    ch->nudge = (int64_t *)mem, ch->thr = ch->nudge + cs, ch->cnt_o = ch->thr + cs;
     ch->e = (int32_t *)(ch->cnt_o + cs), ch->mk = ch->e + cs, ch->mode = ch->mk + cs;
     ch->qm = qm;
     const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1);
@@ -477,7 +477,6 @@ DWZ static void dwz_channels(const bp_qmul *qm, int cout, int cs, uint8_t *mem, 
         const __m512i mk = _mm512_maskz_sub_epi64((__mmask8)~bad, _mm512_sllv_epi64(one, e), one);
         _mm512_storeu_si512((void *)(ch->thr + c0), thr);
         _mm512_storeu_si512((void *)(ch->nudge + c0), _mm512_add_epi64(thr, _mm512_set1_epi64((int64_t)1 << 30)));
-        _mm512_storeu_si512((void *)(ch->cnt_e + c0), _mm512_add_epi64(e, _mm512_set1_epi64(31)));
         _mm512_storeu_si512((void *)(ch->cnt_o + c0), _mm512_sub_epi64(e, one));
         _mm256_storeu_si256((__m256i *)(ch->e + c0), _mm512_cvtepi64_epi32(e));
         _mm256_storeu_si256((__m256i *)(ch->mk + c0), _mm512_cvtepi64_epi32(mk));
@@ -509,10 +508,13 @@ typedef struct {
  * and nested floors of exact divisions merge:
  *   result = ⌊(P + 2^(30+e) − [P < 0]·2^31) / 2^(31+e)⌋,
  * exact in int64 (|x·m| < 2^62; m > 0, so SRDHM's saturation cannot occur).
- * 12 vector instructions per 16 lanes against 15 for the two-step form.
- * Odd lanes are shifted by e − 1 only, which leaves their result in the high
- * dword, where the blend wants it. */
-__attribute__((always_inline)) DWZ static inline __m512i dwz_requant64(__m512i x, const dwz_req *rq)
+ * The shift by 31 + e >= 32 is done as the high dword (a floor division
+ * by 2^32, picked by a shuffle and a blend) then a 32-bit shift by e − 1:
+ * nested floors of exact divisions again. One 32-bit shift of 16 lanes
+ * replaces two 64-bit ones, which share the port of the multiplies.
+ * The [P < 0] term only moves results that are <= 0 either way, so it is
+ * left out (neg = 0) when the output's minimum is >= 0. */
+__attribute__((always_inline)) DWZ static inline __m512i dwz_requant64(__m512i x, const dwz_req *rq, int neg)
 {
     const __m512i two31 = _mm512_set1_epi64((int64_t)1 << 31);
     const dwz_chs *ch = rq->ch;
@@ -520,19 +522,20 @@ __attribute__((always_inline)) DWZ static inline __m512i dwz_requant64(__m512i x
     const __m512i m = _mm512_set1_epi32(ch->qm[c].mult), nudge = _mm512_set1_epi64(ch->nudge[c]),
                   thr = _mm512_set1_epi64(ch->thr[c]);
     __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
-    pe = _mm512_mask_sub_epi64(pe, _mm512_cmplt_epi64_mask(pe, thr), pe, two31);
-    pe = _mm512_sra_epi64(pe, _mm_loadu_si64(&ch->cnt_e[c]));
     __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(x, _MM_PERM_CDAB), m), nudge);
-    po = _mm512_mask_sub_epi64(po, _mm512_cmplt_epi64_mask(po, thr), po, two31);
-    po = _mm512_sra_epi64(po, _mm_loadu_si64(&ch->cnt_o[c]));
-    return _mm512_mask_blend_epi32(0xAAAA, pe, po);
+    if (neg) {
+        pe = _mm512_mask_sub_epi64(pe, _mm512_cmplt_epi64_mask(pe, thr), pe, two31);
+        po = _mm512_mask_sub_epi64(po, _mm512_cmplt_epi64_mask(po, thr), po, two31);
+    }
+    const __m512i hi32 = _mm512_mask_blend_epi32(0xAAAA, _mm512_shuffle_epi32(pe, (_MM_PERM_ENUM)0xF5), po);
+    return _mm512_srav_epi32(hi32, _mm512_set1_epi32((int32_t)ch->cnt_o[c]));
 }
 
 __attribute__((always_inline)) DWZ static inline __m512i dwz_finish(__m512i x, const dwz_req *rq, int mode,
-                                                                   int clamp)
+                                                                   int clamp, int neg)
 {
     if (mode == 0)
-        x = dwz_requant64(x, rq);
+        x = dwz_requant64(x, rq, neg);
     else if (mode == 1 || mode == 3)
         x = dwz_requant(x, _mm512_set1_epi32(rq->ch->qm[rq->c].mult), _mm512_set1_epi32(rq->ch->e[rq->c]),
                         _mm512_set1_epi32(rq->ch->mk[rq->c]), _mm512_set1_epi32(rq->ch->mk[rq->c] >> 1), mode == 1);
@@ -576,7 +579,7 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
                                                               int mode, const uint8_t *planes,
                                                               const int32_t *wc, int32_t b,
                                                               const dwz_req *rq, bp_qtype type,
-                                                              int clamp, uint8_t *flat)
+                                                              int clamp, int neg, uint8_t *flat)
 {
     const __m512i vb = _mm512_set1_epi32(b);
     /* byte offsets of the 4 loads, and where lane 0 of a_r lands in the block */
@@ -594,10 +597,10 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
             a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512((const void *)(t + l2)), w);
             a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512((const void *)(t + l3)), w);
         }
-        a0 = dwz_finish(a0, rq, mode, clamp);
-        a1 = dwz_finish(a1, rq, mode, clamp);
-        a2 = dwz_finish(a2, rq, mode, clamp);
-        a3 = dwz_finish(a3, rq, mode, clamp);
+        a0 = dwz_finish(a0, rq, mode, clamp, neg);
+        a1 = dwz_finish(a1, rq, mode, clamp, neg);
+        a2 = dwz_finish(a2, rq, mode, clamp, neg);
+        a3 = dwz_finish(a3, rq, mode, clamp, neg);
         if (type == BP_QT_S32) {
             /* lane j of a_r to its output position in the block */
             int32_t *f = (int32_t *)flat + (size_t)blk * 64;
@@ -621,16 +624,20 @@ __attribute__((always_inline)) DWZ static inline void dwz_plane(const dwz_geo *g
 
 #define DWZ_MODES(PLANE, S2, NOPS)                                                    \
     do {                                                                              \
-        if (mode == 0 && !clamp)                                                      \
-            PLANE(g, S2, NOPS, 0, pl, wc, beff[c], &rq, type, 0, fl);                 \
+        if (mode == 0 && !clamp && !neg)                                              \
+            PLANE(g, S2, NOPS, 0, pl, wc, beff[c], &rq, type, 0, 0, fl);              \
+        else if (mode == 0 && !clamp)                                                 \
+            PLANE(g, S2, NOPS, 0, pl, wc, beff[c], &rq, type, 0, 1, fl);              \
+        else if (mode == 0 && !neg)                                                   \
+            PLANE(g, S2, NOPS, 0, pl, wc, beff[c], &rq, type, 1, 0, fl);              \
         else if (mode == 0)                                                           \
-            PLANE(g, S2, NOPS, 0, pl, wc, beff[c], &rq, type, 1, fl);                 \
+            PLANE(g, S2, NOPS, 0, pl, wc, beff[c], &rq, type, 1, 1, fl);              \
         else if (mode == 1)                                                           \
-            PLANE(g, S2, NOPS, 1, pl, wc, beff[c], &rq, type, 1, fl);                 \
+            PLANE(g, S2, NOPS, 1, pl, wc, beff[c], &rq, type, 1, 1, fl);              \
         else if (mode == 3)                                                           \
-            PLANE(g, S2, NOPS, 3, pl, wc, beff[c], &rq, type, 1, fl);                 \
+            PLANE(g, S2, NOPS, 3, pl, wc, beff[c], &rq, type, 1, 1, fl);              \
         else                                                                          \
-            PLANE(g, S2, NOPS, 2, pl, wc, beff[c], &rq, type, 1, fl);                 \
+            PLANE(g, S2, NOPS, 2, pl, wc, beff[c], &rq, type, 1, 1, fl);              \
     } while (0)
 
 /* Planes go in chunks of cb: fill the chunk's phase planes, compute them all,
@@ -651,6 +658,8 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
     const int clamp = !(type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255) &&
                       !(type == BP_QT_S8 && p->out_min == -128 && p->out_max == 127);
     const int direct = win_out && g->nb == 1 && g->nwo == 1;
+    /* u8 outputs saturate below at 0 in the pack, so the minimum is >= 0 */
+    const int neg = p->out_min < 0;
     int c0 = 0; /* channel of plane ch0 */
     for (size_t ch0 = 0; ch0 < nplanes; ch0 += (size_t)g->cb, c0 = (c0 + g->cb) % p->cout) {
         const int nc = nplanes - ch0 < (size_t)g->cb ? (int)(nplanes - ch0) : g->cb;
