@@ -634,6 +634,52 @@ void bp_qk_amx_prep_free(bp_qk_amx_prep *ap)
     free(ap);
 }
 
+/* Chunk e of the phase planes of the channel plane at sp (see pgather). */
+AMX static inline __attribute__((always_inline)) __m512i gather_chunk(const pgather *pg, int e, const uint8_t *sp)
+{
+    const uint8_t *base = sp + pg->smin[e];
+    const uint64_t *lm = pg->lm[e];
+    const __mmask64 zm = (__mmask64)pg->zm[e];
+    const __m512i ix = _mm512_loadu_si512((const void *)pg->idx[e]);
+    __m512i r;
+    if (pg->full[e]) { /* the common case: plain loads */
+        r = _mm512_maskz_permutex2var_epi8(zm, _mm512_loadu_si512((const void *)base), ix,
+                                           _mm512_loadu_si512((const void *)(base + 64)));
+        if (pg->wide[e])
+            r = _mm512_mask_blend_epi8((__mmask64)pg->bm[e], r,
+                                       _mm512_maskz_permutex2var_epi8(zm, _mm512_loadu_si512((const void *)(base + 128)),
+                                                                      ix, _mm512_loadu_si512((const void *)(base + 192))));
+        return r;
+    }
+    r = _mm512_maskz_permutex2var_epi8(zm, _mm512_maskz_loadu_epi8(lm[0], (const void *)base), ix,
+                                       _mm512_maskz_loadu_epi8(lm[1], (const void *)(base + 64)));
+    if (pg->wide[e])
+        r = _mm512_mask_blend_epi8((__mmask64)pg->bm[e], r,
+                                   _mm512_maskz_permutex2var_epi8(zm, _mm512_maskz_loadu_epi8(lm[2], (const void *)(base + 128)),
+                                                                  ix, _mm512_maskz_loadu_epi8(lm[3], (const void *)(base + 192))));
+    return r;
+}
+
+/* 64 pixels of slot 0's phase plane from chunk k on (64 / cs chunks; past
+ * the last chunk, zeros). */
+AMX static inline __attribute__((always_inline)) __m512i gather64(const pgather *pg, int k, const uint8_t *sp)
+{
+    if (pg->cs == 64)
+        return gather_chunk(pg, k, sp);
+    __m512i r = gather_chunk(pg, k, sp);
+    if (pg->cs == 32)
+        return k + 1 < pg->nck ? _mm512_inserti64x4(r, _mm512_castsi512_si256(gather_chunk(pg, k + 1, sp)), 1)
+                               : _mm512_maskz_mov_epi8(0xFFFFFFFFull, r);
+    r = _mm512_maskz_mov_epi8(0xFFFFull, r);
+    if (k + 1 < pg->nck)
+        r = _mm512_inserti32x4(r, _mm512_castsi512_si128(gather_chunk(pg, k + 1, sp)), 1);
+    if (k + 2 < pg->nck)
+        r = _mm512_inserti32x4(r, _mm512_castsi512_si128(gather_chunk(pg, k + 2, sp)), 2);
+    if (k + 3 < pg->nck)
+        r = _mm512_inserti32x4(r, _mm512_castsi512_si128(gather_chunk(pg, k + 3, sp)), 3);
+    return r;
+}
+
 AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const amx_plan *pl, const uint8_t *in,
                             size_t istride, int nb, const xrun *runs, int nxc, const xblocks *xb,
                             const pgather *pg, uint8_t *T, uint8_t *QB, uint8_t *Q)
@@ -686,6 +732,30 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
         }
         return;
     }
+    if (pg && gm->mode == REP_NONE && gm->nslot == 1 && gm->nsy == 1) {
+        /* one phase plane (1x1 strided): each 64-pixel chunk of the four
+         * channels gathered and interleaved in registers, straight into Q
+         * (a chunk's spill past its image is overwritten by the next one,
+         * past the plane it lands in the next row's plane, written later,
+         * or in rows and slack nothing stored reads) */
+        for (int cq = 0; cq < gm->cqn; cq++) {
+            const int nt = gm->cig - 4 * cq < 4 ? gm->cig - 4 * cq : 4;
+            for (int j = 0; j < nb; j++) {
+                const uint8_t *sp = in + (size_t)j * istride + (size_t)4 * cq * plane;
+                uint8_t *q = Q + ((size_t)cq * lq + (size_t)j * img) * 4;
+                for (int k = 0; k < pg->nck; k += 64 / pg->cs, q += 256) {
+                    const __m512i z = _mm512_setzero_si512();
+                    __m512i o[4];
+                    quad4(gather64(pg, k, sp), nt > 1 ? gather64(pg, k, sp + plane) : z,
+                          nt > 2 ? gather64(pg, k, sp + 2 * plane) : z, nt > 3 ? gather64(pg, k, sp + 3 * plane) : z,
+                          o);
+                    for (int i = 0; i < 4; i++)
+                        _mm512_storeu_si512((void *)(q + 64 * i), o[i]);
+                }
+            }
+        }
+        return;
+    }
     if (direct) { /* 1x1-like: the input planes are the phase planes */
         for (int cq = 0; cq < gm->cqn; cq++)
             for (int j = 0; j < nb; j++) {
@@ -726,31 +796,7 @@ AMX static void build_quads(const bp_qconv_params *p, const amx_geom *gm, const 
                         if (k == pg->nck)
                             k = 0, slot++;
                         uint8_t *dst = tp + ((size_t)slot * nb + j) * img + (size_t)k * pg->cs;
-                        const uint8_t *base = sp + pg->smin[e];
-                        const uint64_t *lm = pg->lm[e];
-                        const __mmask64 zm = (__mmask64)pg->zm[e];
-                        const __m512i ix = _mm512_loadu_si512((const void *)pg->idx[e]);
-                        __m512i r;
-                        if (pg->full[e]) { /* the common case: plain loads */
-                            r = _mm512_maskz_permutex2var_epi8(zm, _mm512_loadu_si512((const void *)base), ix,
-                                                               _mm512_loadu_si512((const void *)(base + 64)));
-                            if (pg->wide[e])
-                                r = _mm512_mask_blend_epi8(
-                                    (__mmask64)pg->bm[e], r,
-                                    _mm512_maskz_permutex2var_epi8(zm, _mm512_loadu_si512((const void *)(base + 128)),
-                                                                   ix, _mm512_loadu_si512((const void *)(base + 192))));
-                        } else {
-                            r = _mm512_maskz_permutex2var_epi8(
-                                zm, _mm512_maskz_loadu_epi8(lm[0], (const void *)base), ix,
-                                _mm512_maskz_loadu_epi8(lm[1], (const void *)(base + 64)));
-                            if (pg->wide[e])
-                                r = _mm512_mask_blend_epi8(
-                                    (__mmask64)pg->bm[e], r,
-                                    _mm512_maskz_permutex2var_epi8(
-                                        zm, _mm512_maskz_loadu_epi8(lm[2], (const void *)(base + 128)), ix,
-                                        _mm512_maskz_loadu_epi8(lm[3], (const void *)(base + 192))));
-                        }
-                        _mm512_mask_storeu_epi8(dst, (__mmask64)pg->sm[k], r);
+                        _mm512_mask_storeu_epi8(dst, (__mmask64)pg->sm[k], gather_chunk(pg, e, sp));
                     }
                 }
                 continue;
