@@ -121,6 +121,121 @@ void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp
     run512(T, no, src0, ni0, lds0, src1, ni1, lds1, nk, off, wp, out, ldo, accumulate);
 }
 
+/* ---- dW ---------------------------------------------------------------------- */
+
+/* Rows r0 .. r0+7 of the transposed dW: row r reads plane r / K of the
+ * term's input at tap offset xoff[r % K]. Rows past R repeat row r0 (a valid
+ * address; their sums are not stored). */
+static void dw_rows(const float *x, long lds, int K, const long *xoff, int r0, int R,
+                    const float **rp)
+{
+    for (int q = 0; q < 8; q++) {
+        int r = r0 + q < R ? r0 + q : r0;
+        rp[q] = x + (size_t)(r / K) * lds + xoff[r % K];
+    }
+}
+
+#define DWFMA(A0, A1, B, Y0, Y1) (A0 = _mm512_fmadd_ps(B, Y0, A0), A1 = _mm512_fmadd_ps(B, Y1, A1))
+
+/* One output vector per row (16 of the transposed dW's columns, mask mk):
+ * a_q0 sums even positions and a_q1 odd ones (two independent FMA chains
+ * per row, and dy^T rows t and t+1 are adjacent in memory when ldm is 16). */
+#define DW16_STEP(q, A0, A1)                                                       \
+    do {                                                                           \
+        A0 = _mm512_fmadd_ps(_mm512_set1_ps(rp[q][xo]), y0, A0);                   \
+        A1 = _mm512_fmadd_ps(_mm512_set1_ps(rp[q][xo + 1]), y1, A1);               \
+    } while (0)
+#define DW16_LAST(q, A0) (A0 = _mm512_fmadd_ps(_mm512_set1_ps(rp[q][xo]), y0, A0))
+
+#define DW_STORE(q, V0, V1)                                                        \
+    if (r0 + (q) < R) {                                                            \
+        float *o = dwt + (size_t)(r0 + (q)) * ldw + m0;                            \
+        _mm512_mask_storeu_ps(o, k0, _mm512_add_ps(V0, _mm512_maskz_loadu_ps(k0, o))); \
+        if (wide)                                                                  \
+            _mm512_mask_storeu_ps(o + 16, k1, _mm512_add_ps(V1, _mm512_maskz_loadu_ps(k1, o + 16))); \
+    }
+
+AVX512 static void dw512(int R, int K, const long *xoff, int M, int nt, const float *const *xs,
+                         long lds, const float *const *dyt, int ldm, int OH, int OW, long Wq,
+                         float *dwt, int ldw)
+{
+    for (int r0 = 0; r0 < R; r0 += 8)
+        for (int m0 = 0; m0 < M; m0 += 32) {
+            int wide = M - m0 > 16, rem = M - m0;
+            __mmask16 k0 = rem >= 16 ? 0xFFFF : (__mmask16)((1u << rem) - 1);
+            __mmask16 k1 = rem >= 32 ? 0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+            __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+                   a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00,
+                   a61 = a00, a70 = a00, a71 = a00;
+            for (int k = 0; k < nt; k++) {
+                const float *rp[8];
+                dw_rows(xs[k], lds, K, xoff, r0, R, rp);
+                const float *d = dyt[k] + m0;
+                for (int oh = 0; oh < OH; oh++) {
+                    long xo = (long)oh * Wq, xe = xo + OW;
+                    if (wide) { /* 8 rows x 32 columns, one position per step */
+                        for (; xo < xe; xo++, d += ldm) {
+                            __m512 y0 = _mm512_loadu_ps(d), y1 = _mm512_loadu_ps(d + 16), b;
+                            b = _mm512_set1_ps(rp[0][xo]), DWFMA(a00, a01, b, y0, y1);
+                            b = _mm512_set1_ps(rp[1][xo]), DWFMA(a10, a11, b, y0, y1);
+                            b = _mm512_set1_ps(rp[2][xo]), DWFMA(a20, a21, b, y0, y1);
+                            b = _mm512_set1_ps(rp[3][xo]), DWFMA(a30, a31, b, y0, y1);
+                            b = _mm512_set1_ps(rp[4][xo]), DWFMA(a40, a41, b, y0, y1);
+                            b = _mm512_set1_ps(rp[5][xo]), DWFMA(a50, a51, b, y0, y1);
+                            b = _mm512_set1_ps(rp[6][xo]), DWFMA(a60, a61, b, y0, y1);
+                            b = _mm512_set1_ps(rp[7][xo]), DWFMA(a70, a71, b, y0, y1);
+                        }
+                        continue;
+                    }
+                    /* 8 rows x 16 columns, two positions per step */
+                    for (; xo + 1 < xe; xo += 2, d += 2 * ldm) {
+                        __m512 y0 = _mm512_loadu_ps(d), y1 = _mm512_loadu_ps(d + ldm);
+                        DW16_STEP(0, a00, a01);
+                        DW16_STEP(1, a10, a11);
+                        DW16_STEP(2, a20, a21);
+                        DW16_STEP(3, a30, a31);
+                        DW16_STEP(4, a40, a41);
+                        DW16_STEP(5, a50, a51);
+                        DW16_STEP(6, a60, a61);
+                        DW16_STEP(7, a70, a71);
+                    }
+                    if (xo < xe) {
+                        __m512 y0 = _mm512_loadu_ps(d);
+                        DW16_LAST(0, a00);
+                        DW16_LAST(1, a10);
+                        DW16_LAST(2, a20);
+                        DW16_LAST(3, a30);
+                        DW16_LAST(4, a40);
+                        DW16_LAST(5, a50);
+                        DW16_LAST(6, a60);
+                        DW16_LAST(7, a70);
+                        d += ldm;
+                    }
+                }
+            }
+            if (!wide) { /* fold the odd positions in */
+                a00 = _mm512_add_ps(a00, a01), a10 = _mm512_add_ps(a10, a11);
+                a20 = _mm512_add_ps(a20, a21), a30 = _mm512_add_ps(a30, a31);
+                a40 = _mm512_add_ps(a40, a41), a50 = _mm512_add_ps(a50, a51);
+                a60 = _mm512_add_ps(a60, a61), a70 = _mm512_add_ps(a70, a71);
+            }
+            DW_STORE(0, a00, a01)
+            DW_STORE(1, a10, a11)
+            DW_STORE(2, a20, a21)
+            DW_STORE(3, a30, a31)
+            DW_STORE(4, a40, a41)
+            DW_STORE(5, a50, a51)
+            DW_STORE(6, a60, a61)
+            DW_STORE(7, a70, a71)
+        }
+}
+
+void bp_cd_dw(int R, int K, const long *xoff, int M, int nt, const bp_real *const *xs, long lds,
+              const bp_real *const *dyt, int ldm, int OH, int OW, long Wq, bp_real *dwt, int ldw)
+{
+    dw512(R, K, xoff, M, nt, xs, lds, dyt, ldm, OH, OW, Wq, dwt, ldw);
+}
+
 #else
 
 int bp_cd_available(void) { return 0; }
@@ -131,6 +246,13 @@ void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp
 {
     (void)T, (void)no, (void)src0, (void)ni0, (void)lds0, (void)src1, (void)ni1, (void)lds1;
     (void)nk, (void)off, (void)wp, (void)out, (void)ldo, (void)accumulate;
+}
+
+void bp_cd_dw(int R, int K, const long *xoff, int M, int nt, const bp_real *const *xs, long lds,
+              const bp_real *const *dyt, int ldm, int OH, int OW, long Wq, bp_real *dwt, int ldw)
+{
+    (void)R, (void)K, (void)xoff, (void)M, (void)nt, (void)xs, (void)lds, (void)dyt, (void)ldm;
+    (void)OH, (void)OW, (void)Wq, (void)dwt, (void)ldw;
 }
 
 #endif

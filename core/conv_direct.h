@@ -35,4 +35,17 @@ void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp
                int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *out,
                long ldo, int accumulate);
 
+/* The weight gradient on the same phase planes, transposed and summed over
+ * nt terms: for r < R (r = c*K + n: input plane c, tap n) and m < M,
+ *   dwt[r*ldw + m] += sum_k sum_{oh<OH, ow<OW}
+ *                     xs[k][c*lds + xoff[n] + oh*Wq + ow] * dyt[k][(oh*OW + ow)*ldm + m]
+ * dyt[k] is one sample's dy transposed (positions x channels, row stride
+ * ldm >= round-up(M, 16); columns M .. ldm-1 are read, and must be finite,
+ * but do not reach dwt). A block of 8 rows by 32 (or 16) columns of dwt
+ * stays in registers over all positions of all terms: each step loads one
+ * row of dy^T and broadcasts 8 input values, so there is no im2col matrix
+ * and no sum across vector lanes. */
+void bp_cd_dw(int R, int K, const long *xoff, int M, int nt, const bp_real *const *xs, long lds,
+              const bp_real *const *dyt, int ldm, int OH, int OW, long Wq, bp_real *dwt, int ldw);
+
 #endif

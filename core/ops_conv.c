@@ -139,7 +139,12 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 static size_t ph_size(const geom *g) { return (size_t)g->dwg.sh * g->dwg.sw * g->dwg.plane; }
 static size_t dyb_size(const geom *g) { return round16((size_t)(g->dwg.lead + g->dwg.plane)); }
 
-/* direct path: [x phase planes: 2 x C][dy buffers: 2 x M][out: max(M x T, C phase planes)] */
+/* Row stride of a transposed dy (positions x channels) for the direct dW. */
+static int dyt_ld(const geom *g) { return (g->M + 15) / 16 * 16; }
+static size_t dyt_size(const geom *g) { return round16((size_t)g->P * dyt_ld(g)); }
+
+/* direct path: [x phase planes: 2 x C][dy buffers: 2 x M][out: max(M x T, C phase planes)]
+ * [dy^T: 2] */
 static size_t direct_per_thread(const geom *g)
 {
     if (!g->direct)
@@ -148,7 +153,7 @@ static size_t direct_per_thread(const geom *g)
     size_t out = (size_t)g->M * round16((size_t)g->dwg.T);
     if (out < (size_t)g->C * ph_size(g))
         out = (size_t)g->C * ph_size(g);
-    return in + dy + round16(out);
+    return in + dy + round16(out) + 2 * dyt_size(g);
 }
 
 static size_t per_thread(const geom *g)
@@ -556,6 +561,83 @@ typedef struct {
     bp_real *dx, *dw;
 } bgroup;
 
+/* dyt (P x ld) <- dy of one sample (M x P) transposed, zero columns M .. ld-1.
+ * In blocks of 16 positions, so the strided writes stay within 16 rows. */
+static void transpose_dy(const geom *g, const bp_real *restrict dy, bp_real *restrict dyt)
+{
+    int ld = dyt_ld(g), P = g->P;
+    for (int p0 = 0; p0 < P; p0 += 16) {
+        int p1 = p0 + 16 < P ? p0 + 16 : P;
+        for (int m = 0; m < g->M; m++) {
+            const bp_real *restrict src = dy + (size_t)m * P;
+            for (int p = p0; p < p1; p++)
+                dyt[(size_t)p * ld + m] = src[p];
+        }
+        for (int p = p0; p < p1; p++)
+            for (int m = g->M; m < ld; m++)
+                dyt[(size_t)p * ld + m] = 0;
+    }
+}
+
+/* Index of p in the n-entry list, added when absent and there is room
+ * (n < 2); -1 when full. */
+static int slot_of(const bp_real **list, int *n, const bp_real *p)
+{
+    for (int i = 0; i < *n; i++)
+        if (list[i] == p)
+            return i;
+    if (*n >= 2)
+        return -1;
+    list[*n] = p;
+    return (*n)++;
+}
+
+/* The direct dW of one sample: for each group, dwt (Kg x M, transposed) +=
+ * the terms' corr(x, dy), all terms of a group in one kernel call. Each
+ * distinct x is packed into phase planes once and each distinct dy
+ * transposed once, in the thread's direct area. Terms that find no free slot
+ * (never with the engine's callers: at most x, R{x} and dy, R{dy}) are left
+ * to the caller, flagged in done[q][k] = 0. */
+static void dw_direct(const geom *g, const bgroup *gr, int ngr, const bp_dwtaps *tb, int s,
+                      bp_real *darea, bp_real *dwt0, size_t nw, int done[][2])
+{
+    const bp_dwgeom *d = &g->dwg;
+    size_t in = (size_t)g->C * g->H * g->W, out = (size_t)g->M * g->P, phs = ph_size(g);
+    size_t xin = round16((size_t)g->C * phs);
+    bp_real *dytb = darea + direct_per_thread(g) - 2 * dyt_size(g);
+    const bp_real *xl[2], *yl[2];
+    int nx = 0, ny = 0;
+    for (int q = 0; q < ngr; q++) {
+        if (!gr[q].dw)
+            continue;
+        const bp_real *xs[2], *ys[2];
+        int nt = 0;
+        for (int k = 0; k < gr[q].nt && k < 2; k++) {
+            const bterm *t = &gr[q].t[k];
+            done[q][k] = 0;
+            if (!t->dy || !t->x)
+                continue;
+            int had_x = nx, had_y = ny;
+            int ix = slot_of(xl, &nx, t->x), iy = slot_of(yl, &ny, t->dy);
+            if (ix < 0 || iy < 0)
+                continue;
+            if (ix == had_x && !g->pointwise)
+                for (int c = 0; c < g->C; c++)
+                    bp_dw_pack(d, t->x + s * in + (size_t)c * g->H * g->W,
+                               darea + ix * xin + c * phs);
+            if (iy == had_y)
+                transpose_dy(g, t->dy + s * out, dytb + iy * dyt_size(g));
+            xs[nt] = g->pointwise ? t->x + s * in : darea + ix * xin;
+            ys[nt++] = dytb + iy * dyt_size(g);
+            done[q][k] = 1;
+        }
+        if (nt)
+            bp_cd_dw(g->Kg, g->kh * g->kw, tb->xoff, g->M, nt, xs,
+                     g->pointwise ? (long)g->P : (long)phs, ys, dyt_ld(g), g->OH, g->OW,
+                     g->pointwise ? g->OW : d->Wq, dwt0 + q * nw, g->M);
+    }
+}
+
 /* Runs up to MAX_BGROUPS output groups in one pass over the batch: the
  * ordinary backward is one group with one term; the HVP's backward adds the
  * R-group with terms (x, W, R{dy}) and (R{x}, V, dy), so each sample's dy is
@@ -622,12 +704,15 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
                 size_t yoff = ((size_t)s * g->M + (size_t)grp * g->Mg) * g->P;
                 size_t xoff = ((size_t)s * g->C + (size_t)grp * g->Cg) * g->P;
                 size_t woff = (size_t)grp * g->Mg * g->Kg;
+                int done[MAX_BGROUPS][2] = {{0}};
+                if (g->direct)
+                    dw_direct(g, gr, ngr, &tb, s, darea, col + ccol, nw, done);
                 for (int q = 0; q < ngr; q++) {
                     const bgroup *G = &gr[q];
                     bp_real *dwt = col + ccol + q * nw;
                     for (int k = 0; G->dw && k < G->nt; k++) {
                         const bterm *t = &G->t[k];
-                        if (!t->dy || !t->x)
+                        if (!t->dy || !t->x || (k < 2 && done[q][k]))
                             continue;
                         const bp_real *b = col;
                         if (g->pointwise)

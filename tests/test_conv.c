@@ -271,6 +271,8 @@ static const shape general[] = {
     {2, 6, 9, 8, 4, 3, 3, 2, 1, 1, 2, 1, 0, 2, 2, 1},      /* groups, asymmetric pads, dilation */
     {2, 4, 6, 6, 8, 3, 3, 4, 1, 1, 1, 1, 1, 1, 1, 1},      /* depth multiplier 2 */
     {7, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* stem, one input channel */
+    {2, 5, 9, 7, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     /* dW: 32 + 16 columns, odd width */
+    {3, 3, 6, 11, 24, 3, 2, 1, 2, 1, 1, 0, 1, 1, 1, 2},    /* dW: 24 columns, strides, dilation */
 };
 
 static void run_all(const shape *list, size_t n)
