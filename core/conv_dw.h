@@ -70,7 +70,9 @@ void bp_dw_backward(const bp_dwgeom *d, int N, const bp_dwgroup *gr, int ngr, bp
 /* ---- phase-plane helpers, shared with the direct conv (conv_direct.c) ---- */
 
 /* xph <- the sh*sw phase planes (each Hq x Wq) of one input plane x (H x W),
- * zeros outside it. Writes every element. */
+ * zeros outside it. Writes every element of the phase planes some tap reads
+ * (all of them but for kernels that skip phases, e.g. 1x1 with stride 2); no
+ * kernel reads the others. */
 void bp_dw_pack(const bp_dwgeom *d, const bp_real *x, bp_real *xph);
 /* dyb <- lead zeros, then dy (OH x OW) with row stride Wq, zeros up to
  * lead + plane. */
