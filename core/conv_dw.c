@@ -243,6 +243,26 @@ static void phase_cols(const bp_dwgeom *d, int pc, int *c0p, int *c1p, int *offp
     *c0p = c0, *c1p = c1, *offp = off;
 }
 
+void bp_dw_phase_span(const bp_dwgeom *d, int ph, long *lo, long *hi)
+{
+    int pr = ph / d->sw, pc = ph % d->sw, c0, c1, off, r0 = -1, r1 = -1;
+    phase_cols(d, pc, &c0, &c1, &off);
+    for (int r = 0; r < d->Hq; r++) {
+        int h = r * d->sh + pr - d->pt;
+        if (h >= 0 && h < d->H) {
+            if (r0 < 0)
+                r0 = r;
+            r1 = r;
+        }
+    }
+    if (r0 < 0 || c0 >= c1) {
+        *lo = *hi = 0;
+        return;
+    }
+    *lo = (long)r0 * d->Wq + c0;
+    *hi = (long)r1 * d->Wq + c1;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(BP_F64)
 #include <immintrin.h>
 #define PACK512_MAXCH 16 /* 16-column chunks per row: Wq <= 256 */

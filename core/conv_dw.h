@@ -77,6 +77,9 @@ void bp_dw_pack(const bp_dwgeom *d, const bp_real *x, bp_real *xph);
 /* dyb <- lead zeros, then dy (OH x OW) with row stride Wq, zeros up to
  * lead + plane. */
 void bp_dw_pack_dy(const bp_dwgeom *d, const bp_real *dy, bp_real *dyb);
+/* [lo, hi): the flat positions of phase plane ph (pr*sw + pc) that hold
+ * input positions, the only ones bp_dw_unpack_add reads (empty: lo == hi). */
+void bp_dw_phase_span(const bp_dwgeom *d, int ph, long *lo, long *hi);
 /* dx (H x W) += phase planes dxph read back in input coordinates. */
 void bp_dw_unpack_add(const bp_dwgeom *d, const bp_real *dxph, bp_real *dx);
 
