@@ -400,37 +400,100 @@ NO_LIBCALL void bp_dw_pack_dy(const bp_dwgeom *d, const bp_real *restrict dy, bp
     }
 }
 
-/* dx (H x W) += the phase planes dxph, read back in input coordinates.
- * Input positions past the last phase row or column were never read by the
- * forward: their gradient is zero. */
-NO_LIBCALL void bp_dw_unpack_add(const bp_dwgeom *d, const bp_real *restrict dxph, bp_real *restrict dx)
+/* Whether every input position lies in a phase plane some tap reads (then
+ * unpacking writes each of them once). */
+static int covers_input(const bp_dwgeom *d)
 {
+    long n = 0;
+    for (int ph = 0; ph < d->sh * d->sw; ph++) {
+        int pr = ph / d->sw, pc = ph % d->sw, c0, c1, off, rows = 0;
+        if (!phase_read(pr, d->kh, d->dh, d->sh) || !phase_read(pc, d->kw, d->dw, d->sw))
+            continue;
+        phase_cols(d, pc, &c0, &c1, &off);
+        for (int r = 0; r < d->Hq; r++) {
+            int h = r * d->sh + pr - d->pt;
+            rows += h >= 0 && h < d->H;
+        }
+        n += (long)rows * (c1 - c0);
+    }
+    return n == (long)d->H * d->W;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BP_F64)
+/* One row of a stride-1 unpack: xr[c] (+)= src[c] for c in [c0, c1). */
+__attribute__((target("avx512f"))) static void unpack_row512(const float *src, float *xr, int c0,
+                                                             int c1, int set)
+{
+    for (int c = c0; c < c1; c += 16) {
+        __mmask16 m = lane_range(0, c1 - c);
+        __m512 v = _mm512_maskz_loadu_ps(m, src + c);
+        if (!set)
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, xr + c));
+        _mm512_mask_storeu_ps(xr + c, m, v);
+    }
+}
+#endif
+
+/* dx (H x W) += (or, with set, =) the phase planes dxph read back in input
+ * coordinates. Phase planes no tap reads are skipped (their gradient is
+ * zero, and they may hold garbage). Input positions past the last phase row
+ * or column were never read by the forward: their gradient is zero. */
+static NO_LIBCALL void unpack(const bp_dwgeom *d, const bp_real *restrict dxph,
+                              bp_real *restrict dx, int set)
+{
+    if (set && !covers_input(d)) {
+        memset(dx, 0, (size_t)d->H * d->W * sizeof *dx);
+        set = 0;
+    }
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BP_F64)
+    int v512 = d->sw == 1 && pick() == &k_avx512;
+#endif
     for (int pr = 0; pr < d->sh; pr++)
         for (int pc = 0; pc < d->sw; pc++) {
+            if (!phase_read(pr, d->kh, d->dh, d->sh) || !phase_read(pc, d->kw, d->dw, d->sw))
+                continue;
             const bp_real *restrict pp = dxph + (size_t)(pr * d->sw + pc) * d->plane;
             /* input column w = c*sw + pc - pl for c in [c0, c1) */
-            int c0 = 0, c1 = d->Wq, off = pc - d->pl;
-            if (off < 0)
-                c0 = (-off + d->sw - 1) / d->sw;
-            if (d->W - off <= 0)
-                c1 = 0;
-            else if ((d->W - off + d->sw - 1) / d->sw < c1)
-                c1 = (d->W - off + d->sw - 1) / d->sw;
+            int c0, c1, off;
+            phase_cols(d, pc, &c0, &c1, &off);
             for (int r = 0; r < d->Hq && c0 < c1; r++) {
                 int h = r * d->sh + pr - d->pt;
                 if (h < 0 || h >= d->H)
                     continue;
                 bp_real *restrict xr = dx + (size_t)h * d->W + off;
                 const bp_real *restrict src = pp + (size_t)r * d->Wq;
-                if (d->sw == 1)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BP_F64)
+                if (v512) {
+                    unpack_row512(src, xr, c0, c1, set);
+                    continue;
+                }
+#endif
+                if (d->sw == 1 && set)
+#pragma omp simd
+                    for (int c = c0; c < c1; c++)
+                        xr[c] = src[c];
+                else if (d->sw == 1)
 #pragma omp simd
                     for (int c = c0; c < c1; c++)
                         xr[c] += src[c];
+                else if (set)
+                    for (int c = c0; c < c1; c++)
+                        xr[(long)c * d->sw] = src[c];
                 else
                     for (int c = c0; c < c1; c++)
                         xr[(long)c * d->sw] += src[c];
             }
         }
+}
+
+void bp_dw_unpack_add(const bp_dwgeom *d, const bp_real *dxph, bp_real *dx)
+{
+    unpack(d, dxph, dx, 0);
+}
+
+void bp_dw_unpack_set(const bp_dwgeom *d, const bp_real *dxph, bp_real *dx)
+{
+    unpack(d, dxph, dx, 1);
 }
 
 /* ---- forward ------------------------------------------------------------------------ */

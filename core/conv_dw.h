@@ -80,8 +80,12 @@ void bp_dw_pack_dy(const bp_dwgeom *d, const bp_real *dy, bp_real *dyb);
 /* [lo, hi): the flat positions of phase plane ph (pr*sw + pc) that hold
  * input positions, the only ones bp_dw_unpack_add reads (empty: lo == hi). */
 void bp_dw_phase_span(const bp_dwgeom *d, int ph, long *lo, long *hi);
-/* dx (H x W) += phase planes dxph read back in input coordinates. */
+/* dx (H x W) += phase planes dxph read back in input coordinates; phase
+ * planes no tap reads are not read. */
 void bp_dw_unpack_add(const bp_dwgeom *d, const bp_real *dxph, bp_real *dx);
+/* The same, writing: every element of dx is written (zero where no phase
+ * plane maps), so dx may hold garbage before. */
+void bp_dw_unpack_set(const bp_dwgeom *d, const bp_real *dxph, bp_real *dx);
 
 /* Tap k = i*kw + j reads packed input at xoff[k] + t; gathered back into a
  * dx phase plane it reads a dy buffer at yoff[k] + t; order lists the taps

@@ -455,9 +455,10 @@ static size_t pack_dx_w(const geom *g, const bp_dwtaps *tb, const dxplan *pl, bp
     return q;
 }
 
-/* dx of sample s += the plan's terms. area is the thread's direct area. */
+/* dx of sample s += (with set, =) the plan's terms. area is the thread's
+ * direct area. */
 static void dx_direct(const geom *g, const dxplan *pl, const bp_dwtaps *tb, const long *offp,
-                      int all_phases, int s, bp_real *dx, bp_real *area)
+                      int set, int s, bp_real *dx, bp_real *area)
 {
     const bp_dwgeom *d = &g->dwg;
     int K = g->kh * g->kw;
@@ -466,15 +467,13 @@ static void dx_direct(const geom *g, const dxplan *pl, const bp_dwtaps *tb, cons
     if (g->pointwise) {
         bp_cd_run(g->P, g->C, pl->dy[0] + s * out, g->M, g->P,
                   pl->nt > 1 ? pl->dy[1] + s * out : NULL, g->M, g->P, 1, offp, pl->wp, dx + s * in,
-                  g->P, 1);
+                  g->P, !set);
         return;
     }
     bp_real *dyb = area + 2 * xin, *dxph = dyb + 2 * (size_t)g->M * dybsz;
     for (int k = 0; k < pl->nt; k++)
         for (int m = 0; m < g->M; m++)
             bp_dw_pack_dy(d, pl->dy[k] + s * out + (size_t)m * g->P, dyb + (k * (size_t)g->M + m) * dybsz);
-    if (!all_phases) /* planes no tap reaches get no gradient */
-        memset(dxph, 0, (size_t)g->C * phs * sizeof *dxph);
     const bp_real *wp = pl->wp;
     for (int n0 = 0; n0 < K;) {
         int ph = bp_dw_tap_phase(d, tb->order[n0]), n1 = n0 + 1;
@@ -487,13 +486,15 @@ static void dx_direct(const geom *g, const dxplan *pl, const bp_dwtaps *tb, cons
         if (hi > lo)
             bp_cd_run(hi - lo, g->C, dyb + lo, g->M, (long)dybsz,
                       pl->nt > 1 ? dyb + (size_t)g->M * dybsz + lo : NULL, g->M, (long)dybsz,
-                      n1 - n0, offp + n0, wp, dxph + (size_t)ph * d->plane + lo, (long)phs,
-                      !all_phases);
+                      n1 - n0, offp + n0, wp, dxph + (size_t)ph * d->plane + lo, (long)phs, 0);
         wp += bp_cd_wsize(g->C, pl->nt * g->M, n1 - n0);
         n0 = n1;
     }
+    /* each phase plane a tap reaches is written by one run above; unpacking
+     * skips the others */
     for (int c = 0; c < g->C; c++)
-        bp_dw_unpack_add(d, dxph + c * phs, dx + s * in + (size_t)c * g->H * g->W);
+        (set ? bp_dw_unpack_set : bp_dw_unpack_add)(d, dxph + c * phs,
+                                                    dx + s * in + (size_t)c * g->H * g->W);
 }
 
 /* y (=, or += when accumulate) conv(x0, w0) [+ conv(x1, w1)] + bias; the
@@ -560,11 +561,13 @@ typedef struct {
 } bterm;
 
 /* Terms summed into one pair of outputs: dx += sum conv^T(t.dy, t.w),
- * dw += sum corr(t.x, t.dy); dx or dw may be NULL. */
+ * dw += sum corr(t.x, t.dy); dx or dw may be NULL. With set, dx holds
+ * garbage and is written (the engine's dx_set). */
 typedef struct {
     const bterm *t;
     int nt;
     bp_real *dx, *dw;
+    int set;
 } bgroup;
 
 /* dyt (P x ld) <- dy of one sample (M x P) transposed, zero columns M .. ld-1.
@@ -659,6 +662,21 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
         any |= gr[q].dx || gr[q].dw;
     if (!any)
         return;
+    /* A dx to be written: the direct path writes it per sample while in cache
+     * (dx_direct); elsewhere it is cleared here and added into. */
+    size_t nx = (size_t)g->N * g->C * g->H * g->W;
+    int direct_set[MAX_BGROUPS] = {0};
+    for (int q = 0; q < ngr; q++) {
+        if (!gr[q].dx || !gr[q].set)
+            continue;
+        int terms = 0;
+        for (int k = 0; k < gr[q].nt; k++)
+            terms += gr[q].t[k].dy && gr[q].t[k].w;
+        if (g->direct && terms)
+            direct_set[q] = 1;
+        else
+            memset(gr[q].dx, 0, nx * sizeof *gr[q].dx);
+    }
     if (g->depthwise) {
         bp_dwgroup dg[BP_DW_MAX_GROUPS];
         for (int q = 0; q < ngr; q++) {
@@ -675,10 +693,9 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
     dxplan plan[MAX_BGROUPS];
     bp_dwtaps tb;
     long *offp = NULL;
-    int all_phases = 1;
     if (g->direct) {
         bp_real *mem = scratch + shared_size(g) - tab_reals(g);
-        all_phases = bp_dw_tap_tables(&g->dwg, mem, &tb);
+        bp_dw_tap_tables(&g->dwg, mem, &tb);
         offp = (long *)(void *)((char *)mem + bp_dw_tap_bytes(&g->dwg));
         for (int n = 0; n < g->kh * g->kw; n++)
             offp[n] = tb.yoff[tb.order[n]];
@@ -732,7 +749,7 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
                         continue;
                     if (g->direct) {
                         if (plan[q].nt)
-                            dx_direct(g, &plan[q], &tb, offp, all_phases, s, G->dx, darea);
+                            dx_direct(g, &plan[q], &tb, offp, direct_set[q], s, G->dx, darea);
                         continue;
                     }
                     int have = 0;
@@ -790,6 +807,16 @@ static void bias_bwd(const geom *g, const bp_real *dy, bp_real *db)
 
 /* ---- op entry points ------------------------------------------------------------ */
 
+/* The backward entry points honour dx_set / rdx_set (ops_table.c passes them
+ * through): the data input's through bgroup.set, any other input's (W or
+ * the bias as activations, which no engine graph has) by clearing it here. */
+static void clear_set_params(const bp_opctx *c, const unsigned char *set, bp_real *const *buf)
+{
+    for (int j = 1; j < c->nin; j++)
+        if (set[j] && buf[j])
+            memset(buf[j], 0, bp_numel(c->xd[j], c->xnd[j]) * sizeof(bp_real));
+}
+
 bp_status bp_conv_forward(bp_opctx *c)
 {
     geom g;
@@ -803,7 +830,8 @@ bp_status bp_conv_backward(bp_opctx *c)
     geom g;
     geom_of(c, &g);
     bterm t = {c->x[0], c->x[1], c->dy};
-    bgroup gr = {&t, 1, c->dx[0], c->dx[1]};
+    clear_set_params(c, c->dx_set, c->dx);
+    bgroup gr = {&t, 1, c->dx[0], c->dx[1], c->dx_set[0]};
     conv_bwd_groups(&g, &gr, 1, c->scratch);
     if (c->nin > 2 && c->dx[2])
         bias_bwd(&g, c->dy, c->dx[2]);
@@ -840,7 +868,8 @@ bp_status bp_conv_rop_backward(bp_opctx *c)
     geom g;
     geom_of(c, &g);
     bterm t[2] = {{c->x[0], c->x[1], c->rdy}, {c->rx[0], c->rx[1], c->dy}};
-    bgroup gr = {t, 2, c->rdx[0], c->rdx[1]};
+    clear_set_params(c, c->rdx_set, c->rdx);
+    bgroup gr = {t, 2, c->rdx[0], c->rdx[1], c->rdx_set[0]};
     conv_bwd_groups(&g, &gr, 1, c->scratch);
     if (c->rdy && c->nin > 2 && c->rdx[2])
         bias_bwd(&g, c->rdy, c->rdx[2]);
@@ -855,7 +884,10 @@ bp_status bp_conv_bwd_rop(bp_opctx *c)
     geom_of(c, &g);
     bterm t0 = {c->x[0], c->x[1], c->dy};
     bterm t1[2] = {{c->x[0], c->x[1], c->rdy}, {c->rx[0], c->rx[1], c->dy}};
-    bgroup gr[2] = {{&t0, 1, c->dx[0], c->dx[1]}, {t1, 2, c->rdx[0], c->rdx[1]}};
+    clear_set_params(c, c->dx_set, c->dx);
+    clear_set_params(c, c->rdx_set, c->rdx);
+    bgroup gr[2] = {{&t0, 1, c->dx[0], c->dx[1], c->dx_set[0]},
+                    {t1, 2, c->rdx[0], c->rdx[1], c->rdx_set[0]}};
     conv_bwd_groups(&g, gr, 2, c->scratch);
     if (c->nin > 2 && c->dx[2])
         bias_bwd(&g, c->dy, c->dx[2]);

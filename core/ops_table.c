@@ -50,7 +50,8 @@ bp_status bp_op_forward(bp_opctx *c) { DISPATCH(fwd); }
 static int writes_dx(bp_op op)
 {
     return op == BP_OP_RELU || op == BP_OP_CLIP || op == BP_OP_BN || op == BP_OP_ADD ||
-           op == BP_OP_FLATTEN || op == BP_OP_RESHAPE || op == BP_OP_IDENTITY;
+           op == BP_OP_FLATTEN || op == BP_OP_RESHAPE || op == BP_OP_IDENTITY ||
+           op == BP_OP_CONV;
 }
 
 bp_status bp_op_backward(bp_opctx *c)
@@ -85,11 +86,8 @@ static void clear_set(bp_opctx *c, unsigned char *set, bp_real *const *buf)
 
 bp_status bp_op_bwd_rop(bp_opctx *c)
 {
-    if (c->node->op == BP_OP_CONV) { /* the fused conv kernel only adds */
-        clear_set(c, c->dx_set, c->dx);
-        clear_set(c, c->rdx_set, c->rdx);
+    if (c->node->op == BP_OP_CONV) /* honours dx_set and rdx_set */
         return bp_conv_bwd_rop(c);
-    }
     bp_status st = bp_op_backward(c);
     if (st)
         return st;

@@ -113,9 +113,9 @@ static void expect_close(const float *got, const double *want, size_t n, const c
     double werr = 0;
     for (size_t i = 0; i < n; i++) {
         double e = fabs(got[i] - want[i]);
-        if (e > 2e-5 * (scale + 1)) {
+        if (!(e <= 2e-5 * (scale + 1))) { /* NaN counts as off */
             bad++;
-            if (e > werr)
+            if (!(e <= werr))
                 werr = e, worst = i;
         }
     }
@@ -237,6 +237,36 @@ static void check_shape(shape s)
     c.dx[0] = dx1, c.dx[1] = NULL;
     cr_assert_eq(bp_conv_backward(&c), BP_OK);
     expect_close(dx1, x1, nx, "backward dx only", &s);
+
+    /* dx_set / rdx_set: the buffers hold garbage (NaN) and must be written,
+     * not added into; the fused call and the separate ones */
+    {
+        double *z = calloc(nx, sizeof *z), *zr = calloc(nx, sizeof *zr);
+        ref_bwd(&R, x, w, dy, z, NULL);
+        ref_bwd(&R, x, w, rdy, zr, NULL);
+        ref_bwd(&R, rx, v, dy, zr, NULL);
+        float *sx = malloc(nx * sizeof *sx), *srx = malloc(nx * sizeof *srx);
+        for (size_t i = 0; i < nx; i++)
+            sx[i] = srx[i] = NAN;
+        memset(&c.dx, 0, sizeof c.dx), memset(&c.rdx, 0, sizeof c.rdx);
+        c.dx[0] = sx, c.dx_set[0] = 1;
+        c.rdy = NULL;
+        cr_assert_eq(bp_conv_backward(&c), BP_OK);
+        expect_close(sx, z, nx, "backward dx (set)", &s);
+        for (size_t i = 0; i < nx; i++)
+            sx[i] = NAN;
+        c.rdy = rdy;
+        c.rdx[0] = srx, c.rdx_set[0] = 1;
+        cr_assert_eq(bp_conv_bwd_rop(&c), BP_OK);
+        expect_close(sx, z, nx, "fused dx (set)", &s);
+        expect_close(srx, zr, nx, "fused R{dx} (set)", &s);
+        for (size_t i = 0; i < nx; i++)
+            srx[i] = NAN;
+        cr_assert_eq(bp_conv_rop_backward(&c), BP_OK);
+        expect_close(srx, zr, nx, "R-backward R{dx} (set)", &s);
+        c.dx_set[0] = c.rdx_set[0] = 0;
+        free(z), free(zr), free(sx), free(srx);
+    }
 
     for (int i = 0; i < 64; i++)
         cr_expect_eq(scratch[ns + i], 1234.5f, "scratch overrun at +%d", i);
