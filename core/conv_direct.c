@@ -66,7 +66,12 @@ int bp_cd_available(void)
     }
 
 #define STORE(o, A0, A1)                                                           \
-    if ((o) < nv) {                                                                \
+    if ((o) < nv && wq) {                                                          \
+        float *q = out + (size_t)(ob + (o)) * ldo + yb;                            \
+        __m512 bv = _mm512_set1_ps(bias ? bias[ob + (o)] : 0.0f);                  \
+        _mm512_mask_compressstoreu_ps(q, v0, _mm512_add_ps(A0, bv));               \
+        _mm512_mask_compressstoreu_ps(q + n0, v1, _mm512_add_ps(A1, bv));          \
+    } else if ((o) < nv) {                                                         \
         float *q = out + (size_t)(ob + (o)) * ldo + t0;                            \
         __m512 r0 = A0, r1 = A1;                                                   \
         if (accumulate) {                                                          \
@@ -77,18 +82,39 @@ int bp_cd_available(void)
         _mm512_mask_storeu_ps(q + 16, m1, r1);                                     \
     }
 
+/* With wq > 0 the output is an NCHW plane (row length ow, stride ldo per
+ * channel) instead of the flat layout: position t = r*wq + c is stored at
+ * r*ow + c when c < ow, dropped otherwise, with bias[o] added (bias may be
+ * NULL); each half tile is one compress-store of its kept lanes, so no
+ * separate pass copies the flat rows out. Not with accumulate. */
 AVX512 static void run512(long T, int no, const float *src0, int ni0, long lds0, const float *src1,
                           int ni1, long lds1, int nk, const long *off, const float *wp, float *out,
-                          long ldo, int accumulate)
+                          long ldo, int accumulate, long wq, int ow, const float *bias)
 {
     int ni = ni0 + ni1;
     for (int ob = 0; ob < no; ob += BP_CD_OB) {
         int nv = no - ob;
         const float *wb = wp + (size_t)ob * ni * nk;
+        long c0 = 0, yb = 0; /* column of t0 in its row; NCHW index of the first kept t >= t0 */
         for (long t0 = 0; t0 < T; t0 += 32) {
             long rem = T - t0;
             __mmask16 m0 = rem >= 16 ? 0xFFFF : (__mmask16)((1u << rem) - 1);
             __mmask16 m1 = rem >= 32 ? 0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+            __mmask16 v0 = 0, v1 = 0;
+            int n0 = 0;
+            if (wq) {
+                /* kept lanes: columns < ow of each row the tile touches */
+                unsigned long long keep = 0;
+                for (long l = -c0; l < 32; l += wq) {
+                    long a = l < 0 ? 0 : l, b = l + ow;
+                    if (b > 32)
+                        b = 32;
+                    if (b > a)
+                        keep |= ((1ull << b) - 1) & ~((1ull << a) - 1);
+                }
+                v0 = (__mmask16)(keep & m0), v1 = (__mmask16)((keep >> 16) & m1);
+                n0 = __builtin_popcount(v0);
+            }
             __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
                    a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00,
                    a61 = a00, a70 = a00, a71 = a00;
@@ -108,6 +134,10 @@ AVX512 static void run512(long T, int no, const float *src0, int ni0, long lds0,
             STORE(5, a50, a51)
             STORE(6, a60, a61)
             STORE(7, a70, a71)
+            if (wq) {
+                yb += n0 + __builtin_popcount(v1);
+                c0 = (c0 + 32) % wq;
+            }
         }
     }
 }
@@ -118,7 +148,16 @@ void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp
 {
     if (!src1)
         ni1 = 0;
-    run512(T, no, src0, ni0, lds0, src1, ni1, lds1, nk, off, wp, out, ldo, accumulate);
+    run512(T, no, src0, ni0, lds0, src1, ni1, lds1, nk, off, wp, out, ldo, accumulate, 0, 0, NULL);
+}
+
+void bp_cd_run_nchw(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
+                    int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *y,
+                    long P, long Wq, int OW, const bp_real *bias)
+{
+    if (!src1)
+        ni1 = 0;
+    run512(T, no, src0, ni0, lds0, src1, ni1, lds1, nk, off, wp, y, P, 0, Wq, OW, bias);
 }
 
 /* ---- dW ---------------------------------------------------------------------- */
@@ -236,6 +275,26 @@ void bp_cd_dw(int R, int K, const long *xoff, int M, int nt, const bp_real *cons
     dw512(R, K, xoff, M, nt, xs, lds, dyt, ldm, OH, OW, Wq, dwt, ldw);
 }
 
+/* Sixteen channels of one position per gather (lanes past M masked to 0). */
+AVX512 static void transpose512(int M, int P, const float *dy, int ld, float *dyt)
+{
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int m0 = 0; m0 < ld; m0 += 16) {
+        int rem = M - m0;
+        __mmask16 k = rem >= 16 ? 0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
+        __m512i idx = _mm512_mullo_epi32(lane, _mm512_set1_epi32(P));
+        const float *base = dy + (size_t)m0 * P;
+        for (int p = 0; p < P; p++)
+            _mm512_storeu_ps(dyt + (size_t)p * ld + m0,
+                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, base + p, 4));
+    }
+}
+
+void bp_cd_transpose(int M, int P, const bp_real *dy, int ld, bp_real *dyt)
+{
+    transpose512(M, P, dy, ld, dyt);
+}
+
 #else
 
 int bp_cd_available(void) { return 0; }
@@ -253,6 +312,19 @@ void bp_cd_dw(int R, int K, const long *xoff, int M, int nt, const bp_real *cons
 {
     (void)R, (void)K, (void)xoff, (void)M, (void)nt, (void)xs, (void)lds, (void)dyt, (void)ldm;
     (void)OH, (void)OW, (void)Wq, (void)dwt, (void)ldw;
+}
+
+void bp_cd_transpose(int M, int P, const bp_real *dy, int ld, bp_real *dyt)
+{
+    (void)M, (void)P, (void)dy, (void)ld, (void)dyt;
+}
+
+void bp_cd_run_nchw(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
+                    int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *y,
+                    long P, long Wq, int OW, const bp_real *bias)
+{
+    (void)T, (void)no, (void)src0, (void)ni0, (void)lds0, (void)src1, (void)ni1, (void)lds1;
+    (void)nk, (void)off, (void)wp, (void)y, (void)P, (void)Wq, (void)OW, (void)bias;
 }
 
 #endif

@@ -35,6 +35,14 @@ void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp
                int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *out,
                long ldo, int accumulate);
 
+/* The same sums written straight into an NCHW output plane per channel
+ * (stride P): position t = oh*Wq + ow goes to y[o*P + oh*OW + ow] + bias[o]
+ * for ow < OW and is dropped for the gap columns (bias may be NULL). Writes,
+ * never adds. */
+void bp_cd_run_nchw(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
+                    int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *y,
+                    long P, long Wq, int OW, const bp_real *bias);
+
 /* The weight gradient on the same phase planes, transposed and summed over
  * nt terms: for r < R (r = c*K + n: input plane c, tap n) and m < M,
  *   dwt[r*ldw + m] += sum_k sum_{oh<OH, ow<OW}
@@ -47,5 +55,9 @@ void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp
  * and no sum across vector lanes. */
 void bp_cd_dw(int R, int K, const long *xoff, int M, int nt, const bp_real *const *xs, long lds,
               const bp_real *const *dyt, int ldm, int OH, int OW, long Wq, bp_real *dwt, int ldw);
+
+/* dyt (P x ld) <- dy (M x P) transposed, zeros in columns M .. ld-1 (ld a
+ * multiple of 16 and >= M): the dy^T that bp_cd_dw reads. */
+void bp_cd_transpose(int M, int P, const bp_real *dy, int ld, bp_real *dyt);
 
 #endif

@@ -350,11 +350,10 @@ static void pack_fwd_w(const geom *g, const bp_real *w0, const bp_real *w1, bp_r
         }
 }
 
-/* y (=, or +=) conv(x0, w0) [+ conv(x1, w1)] + bias, one kernel call per
+/* y = conv(x0, w0) [+ conv(x1, w1)] + bias, one kernel call per
  * sample: both terms are summed in the same registers. */
 static void fwd_direct(const geom *g, const bp_real *x0, const bp_real *w0, const bp_real *x1,
-                       const bp_real *w1, const bp_real *bias, bp_real *y, int accumulate,
-                       bp_real *scratch)
+                       const bp_real *w1, const bp_real *bias, bp_real *y, bp_real *scratch)
 {
     const bp_dwgeom *d = &g->dwg;
     if (!x0 || !w0)
@@ -369,25 +368,23 @@ static void fwd_direct(const geom *g, const bp_real *x0, const bp_real *w0, cons
     if (x0)
         pack_fwd_w(g, w0, w1, wp);
     size_t in = (size_t)g->C * g->H * g->W, out = (size_t)g->M * g->P, phs = ph_size(g);
-    size_t xin = round16((size_t)g->C * phs), ldo = round16((size_t)d->T);
+    size_t xin = round16((size_t)g->C * phs);
 #pragma omp parallel num_threads(g->nth) if (BIG((size_t)g->N * g->M * g->P * g->Kg / 8))
     {
-        bp_real *area = thread_area(g, scratch, omp_get_thread_num()) +
-                        (per_thread(g) - direct_per_thread(g));
-        bp_real *xph = area, *flat = area + 2 * xin + 2 * (size_t)g->M * dyb_size(g);
+        bp_real *xph = thread_area(g, scratch, omp_get_thread_num()) +
+                       (per_thread(g) - direct_per_thread(g));
 #pragma omp for schedule(static)
         for (int s = 0; s < g->N; s++) {
             bp_real *ys = y + s * out;
             if (!x0) { /* no term: bias only */
                 for (int m = 0; m < g->M; m++)
                     for (int p = 0; p < g->P; p++)
-                        ys[(size_t)m * g->P + p] = (accumulate ? ys[(size_t)m * g->P + p] : 0) +
-                                                   (bias ? bias[m] : 0);
+                        ys[(size_t)m * g->P + p] = bias ? bias[m] : 0;
                 continue;
             }
             if (g->pointwise) {
                 bp_cd_run(g->P, g->M, x0 + s * in, g->C, g->P, x1 ? x1 + s * in : NULL, g->C, g->P,
-                          1, tb.xoff, wp, ys, g->P, accumulate);
+                          1, tb.xoff, wp, ys, g->P, 0);
                 if (bias)
                     for (int m = 0; m < g->M; m++) {
                         bp_real bv = bias[m], *restrict dst = ys + (size_t)m * g->P;
@@ -402,23 +399,9 @@ static void fwd_direct(const geom *g, const bp_real *x0, const bp_real *w0, cons
                 if (x1)
                     bp_dw_pack(d, x1 + s * in + (size_t)c * g->H * g->W, xph + xin + c * phs);
             }
-            bp_cd_run(d->T, g->M, xph, g->C, (long)phs, x1 ? xph + xin : NULL, g->C, (long)phs, K,
-                      tb.xoff, wp, flat, (long)ldo, 0);
-            for (int m = 0; m < g->M; m++) {
-                bp_real bv = bias ? bias[m] : 0;
-                for (int oh = 0; oh < g->OH; oh++) {
-                    bp_real *restrict yr = ys + (size_t)m * g->P + (size_t)oh * g->OW;
-                    const bp_real *restrict fr = flat + m * ldo + (size_t)oh * d->Wq;
-                    if (accumulate)
-#pragma omp simd
-                        for (int ow = 0; ow < g->OW; ow++)
-                            yr[ow] += fr[ow] + bv;
-                    else
-#pragma omp simd
-                        for (int ow = 0; ow < g->OW; ow++)
-                            yr[ow] = fr[ow] + bv;
-                }
-            }
+            /* straight into y: gap columns dropped, bias added, no flat copy */
+            bp_cd_run_nchw(d->T, g->M, xph, g->C, (long)phs, x1 ? xph + xin : NULL, g->C,
+                           (long)phs, K, tb.xoff, wp, ys, g->P, d->Wq, g->OW, bias);
         }
     }
     (void)offp;
@@ -508,8 +491,8 @@ static void conv_fwd2(const geom *g, const bp_real *x0, const bp_real *w0, const
         bp_dw_forward(&g->dwg, g->N, x0, w0, x1, w1, bias, y, accumulate, scratch, g->nth);
         return;
     }
-    if (g->direct) {
-        fwd_direct(g, x0, w0, x1, w1, bias, y, accumulate, scratch);
+    if (g->direct && !accumulate) { /* the direct kernel writes y */
+        fwd_direct(g, x0, w0, x1, w1, bias, y, scratch);
         return;
     }
     int old = blas_single();
@@ -570,23 +553,6 @@ typedef struct {
     int set;
 } bgroup;
 
-/* dyt (P x ld) <- dy of one sample (M x P) transposed, zero columns M .. ld-1.
- * In blocks of 16 positions, so the strided writes stay within 16 rows. */
-static void transpose_dy(const geom *g, const bp_real *restrict dy, bp_real *restrict dyt)
-{
-    int ld = dyt_ld(g), P = g->P;
-    for (int p0 = 0; p0 < P; p0 += 16) {
-        int p1 = p0 + 16 < P ? p0 + 16 : P;
-        for (int m = 0; m < g->M; m++) {
-            const bp_real *restrict src = dy + (size_t)m * P;
-            for (int p = p0; p < p1; p++)
-                dyt[(size_t)p * ld + m] = src[p];
-        }
-        for (int p = p0; p < p1; p++)
-            for (int m = g->M; m < ld; m++)
-                dyt[(size_t)p * ld + m] = 0;
-    }
-}
 
 /* Index of p in the n-entry list, added when absent and there is room
  * (n < 2); -1 when full. */
@@ -635,7 +601,7 @@ static void dw_direct(const geom *g, const bgroup *gr, int ngr, const bp_dwtaps 
                     bp_dw_pack(d, t->x + s * in + (size_t)c * g->H * g->W,
                                darea + ix * xin + c * phs);
             if (iy == had_y)
-                transpose_dy(g, t->dy + s * out, dytb + iy * dyt_size(g));
+                bp_cd_transpose(g->M, g->P, t->dy + s * out, dyt_ld(g), dytb + iy * dyt_size(g));
             xs[nt] = g->pointwise ? t->x + s * in : darea + ix * xin;
             ys[nt++] = dytb + iy * dyt_size(g);
             done[q][k] = 1;
