@@ -438,10 +438,18 @@ static size_t pack_dx_w(const geom *g, const bp_dwtaps *tb, const dxplan *pl, bp
     return q;
 }
 
+/* Which dy tensors the two dy-buffer slots of a thread hold for the current
+ * sample: the backward + R-backward's two groups read dy in both (W with dy,
+ * V with dy), packed once. Cleared (n = 0) for each sample. */
+typedef struct {
+    const bp_real *who[2];
+    int n;
+} dyslots;
+
 /* dx of sample s += (with set, =) the plan's terms. area is the thread's
  * direct area. */
 static void dx_direct(const geom *g, const dxplan *pl, const bp_dwtaps *tb, const long *offp,
-                      int set, int s, bp_real *dx, bp_real *area)
+                      int set, int s, bp_real *dx, bp_real *area, dyslots *ds)
 {
     const bp_dwgeom *d = &g->dwg;
     int K = g->kh * g->kw;
@@ -454,9 +462,29 @@ static void dx_direct(const geom *g, const dxplan *pl, const bp_dwtaps *tb, cons
         return;
     }
     bp_real *dyb = area + 2 * xin, *dxph = dyb + 2 * (size_t)g->M * dybsz;
-    for (int k = 0; k < pl->nt; k++)
-        for (int m = 0; m < g->M; m++)
-            bp_dw_pack_dy(d, pl->dy[k] + s * out + (size_t)m * g->P, dyb + (k * (size_t)g->M + m) * dybsz);
+    const bp_real *src[2] = {NULL, NULL};
+    int slot[2] = {-1, -1};
+    for (int k = 0; k < pl->nt; k++) {
+        for (int i = 0; i < ds->n; i++)
+            if (ds->who[i] == pl->dy[k])
+                slot[k] = i;
+        if (slot[k] < 0 && ds->n < 2)
+            ds->who[slot[k] = ds->n++] = NULL;
+    }
+    if (slot[0] < 0 || (pl->nt > 1 && slot[1] < 0)) { /* no room: this call's terms only */
+        ds->n = pl->nt;
+        for (int k = 0; k < pl->nt; k++)
+            ds->who[k] = NULL, slot[k] = k;
+    }
+    for (int k = 0; k < pl->nt; k++) {
+        bp_real *b = dyb + (size_t)slot[k] * g->M * dybsz;
+        if (ds->who[slot[k]] != pl->dy[k]) {
+            for (int m = 0; m < g->M; m++)
+                bp_dw_pack_dy(d, pl->dy[k] + s * out + (size_t)m * g->P, b + (size_t)m * dybsz);
+            ds->who[slot[k]] = pl->dy[k];
+        }
+        src[k] = b;
+    }
     const bp_real *wp = pl->wp;
     for (int n0 = 0; n0 < K;) {
         int ph = bp_dw_tap_phase(d, tb->order[n0]), n1 = n0 + 1;
@@ -467,8 +495,8 @@ static void dx_direct(const geom *g, const dxplan *pl, const bp_dwtaps *tb, cons
         long lo, hi;
         bp_dw_phase_span(d, ph, &lo, &hi);
         if (hi > lo)
-            bp_cd_run(hi - lo, g->C, dyb + lo, g->M, (long)dybsz,
-                      pl->nt > 1 ? dyb + (size_t)g->M * dybsz + lo : NULL, g->M, (long)dybsz,
+            bp_cd_run(hi - lo, g->C, src[0] + lo, g->M, (long)dybsz,
+                      pl->nt > 1 ? src[1] + lo : NULL, g->M, (long)dybsz,
                       n1 - n0, offp + n0, wp, dxph + (size_t)ph * d->plane + lo, (long)phs, 0);
         wp += bp_cd_wsize(g->C, pl->nt * g->M, n1 - n0);
         n0 = n1;
@@ -694,6 +722,7 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
                 size_t xoff = ((size_t)s * g->C + (size_t)grp * g->Cg) * g->P;
                 size_t woff = (size_t)grp * g->Mg * g->Kg;
                 int done[MAX_BGROUPS][2] = {{0}};
+                dyslots ds = {{NULL, NULL}, 0};
                 if (g->direct)
                     dw_direct(g, gr, ngr, &tb, s, darea, col + ccol, nw, done);
                 for (int q = 0; q < ngr; q++) {
@@ -715,7 +744,7 @@ static void conv_bwd_groups(const geom *g, const bgroup *gr, int ngr, bp_real *s
                         continue;
                     if (g->direct) {
                         if (plan[q].nt)
-                            dx_direct(g, &plan[q], &tb, offp, direct_set[q], s, G->dx, darea);
+                            dx_direct(g, &plan[q], &tb, offp, direct_set[q], s, G->dx, darea, &ds);
                         continue;
                     }
                     int have = 0;
