@@ -216,6 +216,7 @@ int bp_dw_use_kernels(const char *name)
 #define NO_LIBCALL
 #endif
 
+
 /* Whether some tap reads phase row pr (col: phase column) of a kernel of k
  * taps at dilation dil and stride s. A 1x1 stride-2 conv reads one phase of
  * four; the others are not packed. */
@@ -265,6 +266,17 @@ void bp_dw_phase_span(const bp_dwgeom *d, int ph, long *lo, long *hi)
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(BP_F64)
 #include <immintrin.h>
+/* Asks for the n reals at p, the plane the caller packs next, to be brought
+ * into L1 while this one is packed: planes are a few KB and cross 4 KB pages
+ * often, where the hardware prefetcher starts over, and the packing stalled
+ * on those loads (~1% of a ResNet-8 HVP; the same for dy and dx measured no
+ * gain). Prefetches do not fault, so p may run past the tensor. */
+static void prefetch_next(const bp_real *p, size_t n)
+{
+    for (const char *c = (const char *)p, *e = (const char *)(p + n); c < e; c += 64)
+        __builtin_prefetch(c, 0, 3);
+}
+
 #define PACK512_MAXCH 16 /* 16-column chunks per row: Wq <= 256 */
 
 /* Lanes [a, b) of a 16-lane mask, clipped to [0, 16). */
@@ -288,6 +300,7 @@ __attribute__((target("avx512f"))) static void pack512(const bp_dwgeom *d, const
     const __m512 zero = _mm512_setzero_ps();
     int nch = (d->Wq + 15) / 16;
     __mmask16 st[PACK512_MAXCH], v[PACK512_MAXCH], lo[PACK512_MAXCH], hi[PACK512_MAXCH];
+    prefetch_next(x + (size_t)d->H * d->W, (size_t)d->H * d->W);
     for (int pr = 0; pr < d->sh; pr++) {
         if (!phase_read(pr, d->kh, d->dh, d->sh))
             continue;
