@@ -69,8 +69,13 @@ int bp_cd_available(void)
     if ((o) < nv && wq) {                                                          \
         float *q = out + (size_t)(ob + (o)) * ldo + yb;                            \
         __m512 bv = _mm512_set1_ps(bias ? bias[ob + (o)] : 0.0f);                  \
-        _mm512_mask_compressstoreu_ps(q, v0, _mm512_add_ps(A0, bv));               \
-        _mm512_mask_compressstoreu_ps(q + n0, v1, _mm512_add_ps(A1, bv));          \
+        __m512 r0 = _mm512_add_ps(A0, bv), r1 = _mm512_add_ps(A1, bv);             \
+        if (accumulate) {                                                          \
+            r0 = _mm512_add_ps(r0, _mm512_maskz_expandloadu_ps(v0, q));            \
+            r1 = _mm512_add_ps(r1, _mm512_maskz_expandloadu_ps(v1, q + n0));       \
+        }                                                                          \
+        _mm512_mask_compressstoreu_ps(q, v0, r0);                                  \
+        _mm512_mask_compressstoreu_ps(q + n0, v1, r1);                             \
     } else if ((o) < nv) {                                                         \
         float *q = out + (size_t)(ob + (o)) * ldo + t0;                            \
         __m512 r0 = A0, r1 = A1;                                                   \
@@ -85,8 +90,9 @@ int bp_cd_available(void)
 /* With wq > 0 the output is an NCHW plane (row length ow, stride ldo per
  * channel) instead of the flat layout: position t = r*wq + c is stored at
  * r*ow + c when c < ow, dropped otherwise, with bias[o] added (bias may be
- * NULL); each half tile is one compress-store of its kept lanes, so no
- * separate pass copies the flat rows out. Not with accumulate. */
+ * NULL); each half tile is one compress-store of its kept lanes (after an
+ * expand-load to add to with accumulate), so no separate pass copies the
+ * flat rows out. */
 AVX512 static void run512(long T, int no, const float *src0, int ni0, long lds0, const float *src1,
                           int ni1, long lds1, int nk, const long *off, const float *wp, float *out,
                           long ldo, int accumulate, long wq, int ow, const float *bias)
@@ -153,11 +159,11 @@ void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp
 
 void bp_cd_run_nchw(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
                     int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *y,
-                    long P, long Wq, int OW, const bp_real *bias)
+                    long P, long Wq, int OW, const bp_real *bias, int accumulate)
 {
     if (!src1)
         ni1 = 0;
-    run512(T, no, src0, ni0, lds0, src1, ni1, lds1, nk, off, wp, y, P, 0, Wq, OW, bias);
+    run512(T, no, src0, ni0, lds0, src1, ni1, lds1, nk, off, wp, y, P, accumulate, Wq, OW, bias);
 }
 
 /* ---- dW ---------------------------------------------------------------------- */
@@ -321,10 +327,11 @@ void bp_cd_transpose(int M, int P, const bp_real *dy, int ld, bp_real *dyt)
 
 void bp_cd_run_nchw(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
                     int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *y,
-                    long P, long Wq, int OW, const bp_real *bias)
+                    long P, long Wq, int OW, const bp_real *bias, int accumulate)
 {
     (void)T, (void)no, (void)src0, (void)ni0, (void)lds0, (void)src1, (void)ni1, (void)lds1;
     (void)nk, (void)off, (void)wp, (void)y, (void)P, (void)Wq, (void)OW, (void)bias;
+    (void)accumulate;
 }
 
 #endif

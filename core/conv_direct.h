@@ -35,13 +35,13 @@ void bp_cd_run(long T, int no, const bp_real *src0, int ni0, long lds0, const bp
                int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *out,
                long ldo, int accumulate);
 
-/* The same sums written straight into an NCHW output plane per channel
- * (stride P): position t = oh*Wq + ow goes to y[o*P + oh*OW + ow] + bias[o]
- * for ow < OW and is dropped for the gap columns (bias may be NULL). Writes,
- * never adds. */
+/* The same sums written (or added, with accumulate) straight into an NCHW
+ * output plane per channel (stride P): position t = oh*Wq + ow goes to
+ * y[o*P + oh*OW + ow], plus bias[o], for ow < OW and is dropped for the gap
+ * columns (bias may be NULL). */
 void bp_cd_run_nchw(long T, int no, const bp_real *src0, int ni0, long lds0, const bp_real *src1,
                     int ni1, long lds1, int nk, const long *off, const bp_real *wp, bp_real *y,
-                    long P, long Wq, int OW, const bp_real *bias);
+                    long P, long Wq, int OW, const bp_real *bias, int accumulate);
 
 /* The weight gradient on the same phase planes, transposed and summed over
  * nt terms: for r < R (r = c*K + n: input plane c, tap n) and m < M,

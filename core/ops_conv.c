@@ -401,7 +401,7 @@ static void fwd_direct(const geom *g, const bp_real *x0, const bp_real *w0, cons
             }
             /* straight into y: gap columns dropped, bias added, no flat copy */
             bp_cd_run_nchw(d->T, g->M, xph, g->C, (long)phs, x1 ? xph + xin : NULL, g->C,
-                           (long)phs, K, tb.xoff, wp, ys, g->P, d->Wq, g->OW, bias);
+                           (long)phs, K, tb.xoff, wp, ys, g->P, d->Wq, g->OW, bias, 0);
         }
     }
     (void)offp;
@@ -486,6 +486,16 @@ static void dx_direct(const geom *g, const dxplan *pl, const bp_dwtaps *tb, cons
         src[k] = b;
     }
     const bp_real *wp = pl->wp;
+    long lo0, hi0;
+    bp_dw_phase_span(d, 0, &lo0, &hi0);
+    if (d->sh == 1 && d->sw == 1 && hi0 - lo0 == (long)(g->H - 1) * d->Wq + g->W) {
+        /* one phase plane whose span is the whole input: the kernel writes
+         * (or adds into) dx in NCHW directly, no phase plane to unpack */
+        bp_cd_run_nchw(hi0 - lo0, g->C, src[0] + lo0, g->M, (long)dybsz,
+                       pl->nt > 1 ? src[1] + lo0 : NULL, g->M, (long)dybsz, K, offp, wp, dx + s * in,
+                       (long)g->H * g->W, d->Wq, g->W, NULL, !set);
+        return;
+    }
     for (int n0 = 0; n0 < K;) {
         int ph = bp_dw_tap_phase(d, tb->order[n0]), n1 = n0 + 1;
         while (n1 < K && bp_dw_tap_phase(d, tb->order[n1]) == ph)
