@@ -11,8 +11,8 @@
  *    (both terms in one sum) and dx run conv_direct.c's register-blocked
  *    kernel on the same phase planes, straight from the input: no im2col,
  *    no col2im, and no per-sample OpenBLAS call on 7x7..28x28 planes, where
- *    packing and im2col/col2im cost as much as the products. dW keeps
- *    im2col + gemm (a direct dW kernel measured no faster).
+ *    packing and im2col/col2im cost as much as the products. dW runs
+ *    conv_direct.c's dW kernel on the same planes and dy transposed.
  *  - General (everything else: groups, no AVX-512, the double build): per
  *    sample (OpenMP over the batch), im2col into (K_g x P) and one
  *    single-threaded gemm per group straight into NCHW; 1x1 stride-1 convs
