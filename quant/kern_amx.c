@@ -1229,6 +1229,39 @@ typedef struct {
             _tile_dpbssd(C, A, B);   \
     } while (0)
 
+/* C tiles 0..3 from the bias rows of row blocks r0 (tiles 0, 1) and r1
+ * (tiles 2, 3), or zero (btile NULL). */
+AMX static inline __attribute__((always_inline)) void c_start(const int32_t *btile, int r0, int r1)
+{
+    if (btile) {
+        _tile_loadd(0, btile + 256 * r0, 64);
+        _tile_loadd(1, btile + 256 * r0, 64);
+        _tile_loadd(2, btile + 256 * r1, 64);
+        _tile_loadd(3, btile + 256 * r1, 64);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+}
+
+AMX static inline __attribute__((always_inline)) void c_store(int32_t *c)
+{
+    _tile_stored(0, c, 64);
+    _tile_stored(1, c + 256, 64);
+    _tile_stored(2, c + 512, 64);
+    _tile_stored(3, c + 768, 64);
+}
+
+/* The epilogue of a 2x2 block: row blocks mb and mb + 1, two tiles each. */
+AMX static void store_wide(const epi *e, const int32_t *c, int mb, seg (*sg)[16], const int *ns, int cog)
+{
+    store_tiles(e, c, 2, 16 * mb, sg, ns, cog);
+    if (16 * (mb + 1) < cog)
+        store_tiles(e, c + 512, 2, 16 * (mb + 1), sg, ns, cog);
+}
+
 /* Software pipelined: block i's tile loads and tdps are issued before block
  * i−1's epilogue, so the TMUL works while the vector units requantize (two
  * C buffers, two segment sets). */
@@ -1252,17 +1285,7 @@ AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, c
             for (int mb = 0; mb < gm->nmb; mb += 2, blk++) {
                 const uint8_t *w0 = W + (size_t)mb * nouter * nch * tb, *w1 = w0 + (size_t)nouter * nch * tb;
                 /* C starts from the bias rows */
-                if (btile) {
-                    _tile_loadd(0, btile + 256 * mb, 64);
-                    _tile_loadd(1, btile + 256 * mb, 64);
-                    _tile_loadd(2, btile + 256 * (mb + 1), 64);
-                    _tile_loadd(3, btile + 256 * (mb + 1), 64);
-                } else {
-                    _tile_zero(0);
-                    _tile_zero(1);
-                    _tile_zero(2);
-                    _tile_zero(3);
-                }
+                c_start(btile, mb, mb + 1);
                 for (int o = 0; o < nouter; o++) {
                     const uint8_t *b = Q + (toff[o] + f0) * 4;
                     for (int ch = 0; ch < nch; ch++, b += kcq) {
@@ -1277,42 +1300,20 @@ AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, c
                         DP(u8, 3, 5, 7);
                     }
                 }
-                if (pend) {
-                    const int32_t *c = cb[(blk - 1) & 1];
-                    store_tiles(e, c, 2, 16 * pmb, sg[psg], ns[psg], cog);
-                    if (16 * (pmb + 1) < cog)
-                        store_tiles(e, c + 512, 2, 16 * (pmb + 1), sg[psg], ns[psg], cog);
-                }
-                int32_t *c = cb[blk & 1];
-                _tile_stored(0, c, 64);
-                _tile_stored(1, c + 256, 64);
-                _tile_stored(2, c + 512, 64);
-                _tile_stored(3, c + 768, 64);
+                if (pend)
+                    store_wide(e, cb[(blk - 1) & 1], pmb, sg[psg], ns[psg], cog);
+                c_store(cb[blk & 1]);
                 pend = 1, pmb = mb, psg = si;
             }
         }
-        if (pend) {
-            const int32_t *c = cb[(blk - 1) & 1];
-            store_tiles(e, c, 2, 16 * pmb, sg[psg], ns[psg], cog);
-            if (16 * (pmb + 1) < cog)
-                store_tiles(e, c + 512, 2, 16 * (pmb + 1), sg[psg], ns[psg], cog);
-        }
+        if (pend)
+            store_wide(e, cb[(blk - 1) & 1], pmb, sg[psg], ns[psg], cog);
     } else {
         for (size_t f0 = 0; f0 < nflat; f0 += 64, blk++) {
             const int si = blk & 1;
             for (int t = 0; t < 4; t++)
                 ns[si][t] = segments(fm, &cur, sg[si][t]);
-            if (btile) {
-                _tile_loadd(0, btile, 64);
-                _tile_loadd(1, btile, 64);
-                _tile_loadd(2, btile, 64);
-                _tile_loadd(3, btile, 64);
-            } else {
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-            }
+            c_start(btile, 0, 0);
             for (int o = 0; o < nouter; o++) {
                 const uint8_t *b = Q + (toff[o] + f0) * 4;
                 for (int ch = 0; ch < nch; ch++, b += kcq) {
@@ -1329,11 +1330,7 @@ AMX static void run_group(const amx_geom *gm, const epi *e, const flatmap *fm, c
             }
             if (pend)
                 store_tiles(e, cb[si ^ 1], 4, 0, sg[si ^ 1], ns[si ^ 1], cog);
-            int32_t *c = cb[si];
-            _tile_stored(0, c, 64);
-            _tile_stored(1, c + 256, 64);
-            _tile_stored(2, c + 512, 64);
-            _tile_stored(3, c + 768, 64);
+            c_store(cb[si]);
             pend = 1;
         }
         if (pend)
