@@ -357,17 +357,8 @@ NO_LIBCALL void bp_dw_pack(const bp_dwgeom *d, const bp_real *restrict x, bp_rea
             if (!phase_read(pr, d->kh, d->dh, d->sh) || !phase_read(pc, d->kw, d->dw, d->sw))
                 continue;
             bp_real *restrict pp = xph + (size_t)(pr * d->sw + pc) * d->plane;
-            /* phase column c reads input column c*sw + pc - pl: inside [0, W)
-             * for c in [c0, c1) */
-            int c0 = 0, c1 = d->Wq, off = pc - d->pl;
-            if (off < 0)
-                c0 = (-off + d->sw - 1) / d->sw;
-            if (d->W - off <= 0)
-                c1 = 0;
-            else if ((d->W - off + d->sw - 1) / d->sw < c1)
-                c1 = (d->W - off + d->sw - 1) / d->sw;
-            if (c0 > c1)
-                c0 = c1;
+            int c0, c1, off;
+            phase_cols(d, pc, &c0, &c1, &off);
             for (int r = 0; r < d->Hq; r++) {
                 bp_real *restrict row = pp + (size_t)r * d->Wq;
                 int h = r * d->sh + pr - d->pt;
