@@ -406,6 +406,35 @@ Test(qkernels, rejects_bad_params)
     cr_assert_eq(bp_qconv_check(&p), BP_OK);
 }
 
+/* Random operands of a conv: input (full byte range), weights at p's width
+ * packed into a panel, bias in ±5000, multipliers (random_qm). */
+typedef struct {
+    uint8_t *in, *panel;
+    int32_t *bias;
+    bp_qmul *qm;
+} operands;
+
+static operands random_operands(const bp_qconv_params *p, int pow2)
+{
+    const int cig = p->cin / p->group, cog = p->cout / p->group, k = cig * p->kh * p->kw;
+    const size_t nin = (size_t)p->n * p->cin * p->h * p->w;
+    operands o = {malloc(nin), malloc(bp_qweights_size(p->group, cog, k, p->wbits)), malloc(4 * p->cout),
+                  malloc(sizeof(bp_qmul) * p->cout)};
+    int8_t *w = malloc((size_t)p->cout * k);
+    for (size_t i = 0; i < nin; i++)
+        o.in[i] = (uint8_t)xr();
+    for (int i = 0; i < p->cout * k; i++)
+        w[i] = (int8_t)rnd(-(1 << (p->wbits - 1)), (1 << (p->wbits - 1)) - 1);
+    for (int c = 0; c < p->cout; c++)
+        o.bias[c] = rnd(-5000, 5000);
+    random_qm(o.qm, p->cout, k, pow2);
+    cr_assert_eq(bp_qweights_pack(w, p->group, cog, k, p->wbits, o.panel), BP_OK);
+    free(w);
+    return o;
+}
+
+static void operands_free(operands *o) { free(o->in), free(o->panel), free(o->bias), free(o->qm); }
+
 Test(qkernels, model_shapes_match_reference)
 {
     /* The reference models' conv shapes (wider than the random cases: several
@@ -429,21 +458,11 @@ Test(qkernels, model_shapes_match_reference)
                                  .out_min = -128, .out_max = 127};
             int oh, ow;
             bp_qconv_out_hw(&p, &oh, &ow);
-            const int cig = p.cin / p.group, cog = p.cout / p.group, k = cig * p.kh * p.kw;
-            size_t nin = (size_t)p.n * p.cin * p.h * p.w, nout = (size_t)p.n * p.cout * oh * ow;
-            uint8_t *in = malloc(nin);
-            int8_t *w = malloc((size_t)p.cout * k);
-            for (size_t i = 0; i < nin; i++)
-                in[i] = (uint8_t)xr();
-            for (int i = 0; i < p.cout * k; i++)
-                w[i] = (int8_t)rnd(-(1 << (p.wbits - 1)), (1 << (p.wbits - 1)) - 1);
-            int32_t *bias = malloc(4 * p.cout);
-            bp_qmul *qm = malloc(sizeof *qm * p.cout);
-            for (int c = 0; c < p.cout; c++)
-                bias[c] = rnd(-5000, 5000);
-            random_qm(qm, p.cout, k, 0);
-            uint8_t *panel = malloc(bp_qweights_size(p.group, cog, k, p.wbits));
-            cr_assert_eq(bp_qweights_pack(w, p.group, cog, k, p.wbits, panel), BP_OK);
+            const size_t nout = (size_t)p.n * p.cout * oh * ow;
+            operands op = random_operands(&p, 0);
+            const uint8_t *in = op.in, *panel = op.panel;
+            const int32_t *bias = op.bias;
+            const bp_qmul *qm = op.qm;
             void *scratch = aligned_alloc(64, (bp_qconv_buffer_size(&p) + 63) / 64 * 64);
             int8_t *o_ref = malloc(nout), *o = malloc(nout);
             bp_qkern_set_impl(BP_QKERN_REF);
@@ -462,7 +481,7 @@ Test(qkernels, model_shapes_match_reference)
                              bp_qkern_name(impls[ii]), bad);
             }
             bp_qkern_set_impl(BP_QKERN_AUTO);
-            free(in), free(w), free(bias), free(qm), free(panel), free(scratch), free(o_ref), free(o);
+            operands_free(&op), free(scratch), free(o_ref), free(o);
         }
 }
 
@@ -543,24 +562,10 @@ Test(qkernels, amx_layouts_exact)
             if (v <= 1)
                 p.out_max = v == 0 ? 255 : 100;
             cr_assert_eq(bp_qconv_check(&p), BP_OK, "%s", bp_last_error());
-            const int cig = p.cin / p.group, cog = p.cout / p.group, k = cig * p.kh * p.kw;
-            size_t nin = (size_t)p.n * p.cin * p.h * p.w;
-            uint8_t *in = malloc(nin);
-            int8_t *w = malloc((size_t)p.cout * k);
-            for (size_t i = 0; i < nin; i++)
-                in[i] = (uint8_t)xr();
-            for (int i = 0; i < p.cout * k; i++)
-                w[i] = (int8_t)rnd(-(1 << (p.wbits - 1)), (1 << (p.wbits - 1)) - 1);
-            int32_t *bias = malloc(4 * p.cout);
-            bp_qmul *qm = malloc(sizeof *qm * p.cout);
-            for (int c = 0; c < p.cout; c++)
-                bias[c] = rnd(-5000, 5000);
-            random_qm(qm, p.cout, k, v == 1);
-            uint8_t *panel = malloc(bp_qweights_size(p.group, cog, k, p.wbits));
-            cr_assert_eq(bp_qweights_pack(w, p.group, cog, k, p.wbits, panel), BP_OK);
-            size_t bad = amx_vs_ref(&p, in, panel, v == 3 ? NULL : bias, qm);
+            operands op = random_operands(&p, v == 1);
+            size_t bad = amx_vs_ref(&p, op.in, op.panel, v == 3 ? NULL : op.bias, op.qm);
             cr_assert_eq(bad, 0, "shape %zu variant %d: %zu mismatching bytes", si, v, bad);
-            free(in), free(w), free(bias), free(qm), free(panel);
+            operands_free(&op);
         }
 }
 
