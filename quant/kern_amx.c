@@ -410,13 +410,16 @@ AMX static void interleave(const uint8_t *const src[4], size_t len, uint8_t *q)
  * not read). For planes of 65 to 255 pixels (14x14) this is several times
  * cheaper than a call per image. The last block may spill up to 63 pixels (the caller's
  * rows are written in address order). */
+/* b with lanes m taken from s + d, shifted back by lane (masked-off lanes
+ * are not read); a missing channel (s NULL) stays zero. */
+AMX static inline __attribute__((always_inline)) __m512i merge_run(__m512i b, __mmask64 m, const uint8_t *s, size_t d,
+                                                                   unsigned lane)
+{
+    return s ? _mm512_mask_loadu_epi8(b, m, (const void *)((uintptr_t)(s + d) - lane)) : b;
+}
+
 AMX static void interleave_images(const uint8_t *const src[4], size_t istride, size_t img, int nb, uint8_t *q)
 {
-    /* a missing channel reads 64 zero bytes (masked, at lane offsets: the
-     * pointer arithmetic stays inside zero64 + 64) */
-    const uint8_t *s0 = src[0] ? src[0] : zero64, *s1 = src[1] ? src[1] : zero64;
-    const uint8_t *s2 = src[2] ? src[2] : zero64, *s3 = src[3] ? src[3] : zero64;
-    const int z0 = !src[0], z1 = !src[1], z2 = !src[2], z3 = !src[3];
     const size_t len = (size_t)nb * img;
     size_t j = 0, off = 0; /* image and pixel of the block's first flat */
     for (size_t f = 0; f < len; f += 64, q += 256) {
@@ -429,11 +432,11 @@ AMX static void interleave_images(const uint8_t *const src[4], size_t istride, s
             /* lanes lane .. lane+n−1 from pixel oo of image jj: the
              * pointer is shifted back by lane (masked-off lanes are not
              * read) */
-            const uintptr_t d = jj * istride + oo;
-            b0 = _mm512_mask_loadu_epi8(b0, m, (const void *)((uintptr_t)s0 + (z0 ? 0 : d) - (z0 ? 0 : lane)));
-            b1 = _mm512_mask_loadu_epi8(b1, m, (const void *)((uintptr_t)s1 + (z1 ? 0 : d) - (z1 ? 0 : lane)));
-            b2 = _mm512_mask_loadu_epi8(b2, m, (const void *)((uintptr_t)s2 + (z2 ? 0 : d) - (z2 ? 0 : lane)));
-            b3 = _mm512_mask_loadu_epi8(b3, m, (const void *)((uintptr_t)s3 + (z3 ? 0 : d) - (z3 ? 0 : lane)));
+            const size_t d = jj * istride + oo;
+            b0 = merge_run(b0, m, src[0], d, lane);
+            b1 = merge_run(b1, m, src[1], d, lane);
+            b2 = merge_run(b2, m, src[2], d, lane);
+            b3 = merge_run(b3, m, src[3], d, lane);
             lane += (unsigned)n;
             oo += n;
             if (oo == img)
@@ -542,6 +545,7 @@ static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
                     hi = sd;
             }
             ok = hi - lo < 256;
+            pg->smin[e] = (int32_t)(lo < 0 ? 0 : lo); /* all padding: any start */
         }
         if (!ok)
             continue;
@@ -552,13 +556,7 @@ static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
         }
         for (int e = 0; e < gm->nslot * nck; e++) {
             const int sl = e / nck, k = e % nck;
-            long s0 = -1;
-            for (int i = 0; i < cs && k * cs + i < img; i++) {
-                const long sd = pg_src(p, gm, sl, k * cs + i);
-                if (sd >= 0 && (s0 < 0 || sd < s0))
-                    s0 = sd;
-            }
-            s0 = s0 < 0 ? 0 : s0;
+            const long s0 = pg->smin[e];
             pg->bm[e] = pg->zm[e] = 0;
             pg->wide[e] = 0;
             memset(pg->idx[e], 0, 64);
@@ -572,7 +570,6 @@ static int pgather_of(const bp_qconv_params *p, const amx_geom *gm, pgather *pg)
                 if (off >= 128)
                     pg->bm[e] |= (uint64_t)1 << i, pg->wide[e] = 1;
             }
-            pg->smin[e] = (int32_t)s0;
             pg->full[e] = 1;
             for (int b = 0; b < 4; b++) {
                 const long n = plane - (s0 + 64L * b);
@@ -661,16 +658,15 @@ AMX static inline __attribute__((always_inline)) __m512i gather_chunk(const pgat
 }
 
 /* 64 pixels of slot 0's phase plane from chunk k on (64 / cs chunks; past
- * the last chunk, zeros). */
+ * the last chunk, zeros: a chunk's bytes past cs are zero, zm covers only
+ * the chunk). */
 AMX static inline __attribute__((always_inline)) __m512i gather64(const pgather *pg, int k, const uint8_t *sp)
 {
-    if (pg->cs == 64)
-        return gather_chunk(pg, k, sp);
     __m512i r = gather_chunk(pg, k, sp);
+    if (pg->cs == 64)
+        return r;
     if (pg->cs == 32)
-        return k + 1 < pg->nck ? _mm512_inserti64x4(r, _mm512_castsi512_si256(gather_chunk(pg, k + 1, sp)), 1)
-                               : _mm512_maskz_mov_epi8(0xFFFFFFFFull, r);
-    r = _mm512_maskz_mov_epi8(0xFFFFull, r);
+        return k + 1 < pg->nck ? _mm512_inserti64x4(r, _mm512_castsi512_si256(gather_chunk(pg, k + 1, sp)), 1) : r;
     if (k + 1 < pg->nck)
         r = _mm512_inserti32x4(r, _mm512_castsi512_si128(gather_chunk(pg, k + 1, sp)), 1);
     if (k + 2 < pg->nck)
@@ -1097,6 +1093,18 @@ store_runs(const int32_t *c, int nt, int rend, const rowpar *rp0, const bp_qmul 
     }
 }
 
+/* One row of one stored C tile requantized (and clamped when clamp). */
+AMX static inline __attribute__((always_inline)) __m512i row_tile(const int32_t *c, const rqc *q, const bp_qmul *qm,
+                                                                  __m512i vb, int neg, int clamp, int addb,
+                                                                  __m512i vlo, __m512i vhi)
+{
+    __m512i x = _mm512_loadu_si512((const void *)c);
+    if (addb)
+        x = _mm512_add_epi32(x, vb);
+    x = rq_apply(x, q, qm, neg);
+    return clamp ? _mm512_min_epi32(_mm512_max_epi32(x, vlo), vhi) : x;
+}
+
 /* nt = 2 or 4 tiles whose runs (lanes set in the nt·16 bits of lanes, cnt
  * of them) are one contiguous stretch of output at o (row 0; rows oplane
  * apart), 8-bit output: per row, vpackssdw then vpackuswb (vpacksswb for
@@ -1116,17 +1124,13 @@ store_packed(const int32_t *c, int nt, int rend, const rowpar *rp0, const bp_qmu
     for (int i = 0; i < rend; i++, o += oplane) {
         const rqc q = rq_consts(rp0 + i, fold);
         const __m512i vb = addb ? _mm512_set1_epi32(rp0[i].bias) : _mm512_setzero_si512();
-#define ROW_TILE(t)                                                                      \
-    ({                                                                                   \
-        __m512i x_ = _mm512_loadu_si512((const void *)(c + 256 * (t) + 16 * i));          \
-        if (addb)                                                                        \
-            x_ = _mm512_add_epi32(x_, vb);                                               \
-        x_ = rq_apply(x_, &q, qm0 + i, neg);                                             \
-        clamp ? _mm512_min_epi32(_mm512_max_epi32(x_, vlo), vhi) : x_;                   \
-    })
-        const __m512i w01 = _mm512_packs_epi32(ROW_TILE(0), ROW_TILE(1));
-        const __m512i w23 = nt == 4 ? _mm512_packs_epi32(ROW_TILE(2), ROW_TILE(3)) : w01;
-#undef ROW_TILE
+        const int32_t *ci = c + 16 * i;
+        const bp_qmul *qi = qm0 + i;
+        const __m512i w01 = _mm512_packs_epi32(row_tile(ci, &q, qi, vb, neg, clamp, addb, vlo, vhi),
+                                               row_tile(ci + 256, &q, qi, vb, neg, clamp, addb, vlo, vhi));
+        const __m512i w23 = nt == 4 ? _mm512_packs_epi32(row_tile(ci + 512, &q, qi, vb, neg, clamp, addb, vlo, vhi),
+                                                         row_tile(ci + 768, &q, qi, vb, neg, clamp, addb, vlo, vhi))
+                                    : w01;
         __m512i b = _mm512_permutexvar_epi32(
             perm, type == BP_QT_U8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23));
         if (lanes == all) {

@@ -658,7 +658,8 @@ DWZ static void dwz_run(const bp_qconv_params *p, const dwz_geo *g, const void *
     const int clamp = !(type == BP_QT_U8 && p->out_min == 0 && p->out_max == 255) &&
                       !(type == BP_QT_S8 && p->out_min == -128 && p->out_max == 127);
     const int direct = win_out && g->nb == 1 && g->nwo == 1;
-    /* u8 outputs saturate below at 0 in the pack, so the minimum is >= 0 */
+    /* the [P < 0] term only for outputs that can be negative (not u8, not
+     * int8 after a ReLU clamp) */
     const int neg = p->out_min < 0;
     int c0 = 0; /* channel of plane ch0 */
     for (size_t ch0 = 0; ch0 < nplanes; ch0 += (size_t)g->cb, c0 = (c0 + g->cb) % p->cout) {

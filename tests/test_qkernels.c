@@ -485,6 +485,29 @@ Test(qkernels, model_shapes_match_reference)
         }
 }
 
+/* One AMX prep run at batch n against the reference kernel's bp_qconv of
+ * the same params; returns the mismatching bytes. */
+static size_t prep_vs_ref(const bp_qconv_prep *pp, bp_qconv_params p, int n, const uint8_t *in,
+                          const uint8_t *panel, const int32_t *bias, const bp_qmul *qm)
+{
+    p.n = n;
+    int oh, ow;
+    bp_qconv_out_hw(&p, &oh, &ow);
+    size_t osz = (size_t)n * p.cout * oh * ow * bp_qtype_size(p.out_type);
+    void *scratch = aligned_alloc(64, (bp_qconv_buffer_size(&p) + 63) / 64 * 64);
+    uint8_t *o_ref = malloc(osz), *o = malloc(osz);
+    bp_qkern_set_impl(BP_QKERN_REF);
+    cr_assert_eq(bp_qconv(&p, in, panel, bias, qm, o_ref, scratch), BP_OK);
+    bp_qkern_set_impl(BP_QKERN_AUTO);
+    memset(o, 0x5A, osz);
+    cr_assert_eq(bp_qconv_run(pp, n, in, bias, qm, o, scratch), BP_OK, "%s", bp_last_error());
+    size_t bad = 0;
+    for (size_t i = 0; i < osz; i++)
+        bad += o[i] != o_ref[i];
+    free(scratch), free(o_ref), free(o);
+    return bad;
+}
+
 /* One conv on the AMX kernel against the reference kernel (itself checked
  * against the naive loop above); returns the mismatches. */
 static size_t amx_vs_ref(const bp_qconv_params *p, const uint8_t *in, const uint8_t *panel, const int32_t *bias,
@@ -508,12 +531,8 @@ static size_t amx_vs_ref(const bp_qconv_params *p, const uint8_t *in, const uint
     cr_assert_eq(bp_qconv_prepare(p, panel, &pp), BP_OK, "%s", bp_last_error());
     bp_qkern_set_impl(BP_QKERN_AUTO);
     cr_assert_eq(bp_qconv_prep_impl(pp), BP_QKERN_AMX);
-    for (int rep = 0; rep < 2; rep++) {
-        memset(o, 0x5A, osz);
-        cr_assert_eq(bp_qconv_run(pp, p->n, in, bias, qm, o, scratch), BP_OK, "%s", bp_last_error());
-        for (size_t i = 0; i < osz; i++)
-            bad += o[i] != o_ref[i];
-    }
+    for (int rep = 0; rep < 2; rep++)
+        bad += prep_vs_ref(pp, *p, p->n, in, panel, bias, qm);
     bp_qconv_prep_free(pp);
     free(scratch), free(o_ref), free(o);
     return bad;
@@ -569,29 +588,6 @@ Test(qkernels, amx_layouts_exact)
         }
 }
 
-/* One AMX prep run at batch n against the reference kernel's bp_qconv of
- * the same params; returns the mismatching bytes. */
-static size_t prep_vs_ref(const bp_qconv_prep *pp, bp_qconv_params p, int n, const uint8_t *in,
-                          const uint8_t *panel, const bp_qmul *qm)
-{
-    p.n = n;
-    int oh, ow;
-    bp_qconv_out_hw(&p, &oh, &ow);
-    size_t osz = (size_t)n * p.cout * oh * ow * bp_qtype_size(p.out_type);
-    void *scratch = aligned_alloc(64, (bp_qconv_buffer_size(&p) + 63) / 64 * 64);
-    uint8_t *o_ref = malloc(osz), *o = malloc(osz);
-    bp_qkern_set_impl(BP_QKERN_REF);
-    cr_assert_eq(bp_qconv(&p, in, panel, NULL, qm, o_ref, scratch), BP_OK);
-    bp_qkern_set_impl(BP_QKERN_AUTO);
-    memset(o, 0x5A, osz);
-    cr_assert_eq(bp_qconv_run(pp, n, in, NULL, qm, o, scratch), BP_OK, "%s", bp_last_error());
-    size_t bad = 0;
-    for (size_t i = 0; i < osz; i++)
-        bad += o[i] != o_ref[i];
-    free(scratch), free(o_ref), free(o);
-    return bad;
-}
-
 Test(qkernels, amx_preps_exact_across_runs_and_batches)
 {
     /* Preps hold the weights in tile layout and the geometry tables: each
@@ -633,7 +629,7 @@ Test(qkernels, amx_preps_exact_across_runs_and_batches)
     const int batch[] = {1, 3, 4, 1, 2};
     for (int r = 0; r < 5; r++)
         for (int j = 0; j < 3; j++)
-            cr_assert_eq(prep_vs_ref(pp[j], pv[j], batch[r], in, panel[j], qm), 0, "prep %d, run %d at batch %d", j,
+            cr_assert_eq(prep_vs_ref(pp[j], pv[j], batch[r], in, panel[j], NULL, qm), 0, "prep %d, run %d at batch %d", j,
                          r, batch[r]);
     for (int j = 0; j < 3; j++)
         bp_qconv_prep_free(pp[j]);
@@ -649,7 +645,7 @@ Test(qkernels, amx_preps_exact_across_runs_and_batches)
     bp_qkern_set_impl(BP_QKERN_AUTO);
     for (int r = 0; r < 3; r++)
         for (int i = 0; i < 3; i++)
-            cr_assert_eq(prep_vs_ref(pp[i], pv[i], batch[r], in, panel[0], qm), 0, "strided %dx%d batch %d",
+            cr_assert_eq(prep_vs_ref(pp[i], pv[i], batch[r], in, panel[0], NULL, qm), 0, "strided %dx%d batch %d",
                          pv[i].h, pv[i].w, batch[r]);
     for (int i = 0; i < 3; i++)
         bp_qconv_prep_free(pp[i]), free(panel[i]);
